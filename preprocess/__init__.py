@@ -1,0 +1,1 @@
+"""Preprocessing: video decoding, object masks, depth, point tracks and camera motion."""

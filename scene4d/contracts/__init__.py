@@ -1,0 +1,1 @@
+"""Typed artefacts that cross stage boundaries, with validation and a documented on-disk layout."""
