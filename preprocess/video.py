@@ -144,11 +144,15 @@ def _check_budget(size: tuple[int, int], num_frames: int) -> None:
                          "lower video.long_side or video.max_frames, or raise video.stride")
 
 
+def _ffmpeg_reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
 def _load_video(path: Path, config: VideoConfig) -> Frames:
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as exc:
-        raise InputError(f"video: cannot open {path}: {exc}") from None
+        raise InputError(f"video: cannot open {path} ({_ffmpeg_reason(exc)})") from None
     with container:
         if not container.streams.video:
             raise InputError(f"video: {path} has no video stream")
@@ -186,8 +190,9 @@ def _load_video(path: Path, config: VideoConfig) -> Frames:
                     break
         except av.error.FFmpegError as exc:
             if not images:
-                raise InputError(f"video: cannot decode {path}: {exc}") from None
-            logger.warning("video: %s is damaged after %d frames (%s); using those frames", path, decoded, exc)
+                raise InputError(f"video: cannot decode {path} ({_ffmpeg_reason(exc)})") from None
+            logger.warning("video: %s is damaged after %d frames (%s); using those frames", path, decoded,
+                           _ffmpeg_reason(exc))
         finally:
             progress.close()
     if not images:
