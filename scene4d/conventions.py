@@ -105,3 +105,25 @@ def normalized_time(frame_index: torch.Tensor | int, num_frames: int) -> torch.T
 def frame_index(time: torch.Tensor | float, num_frames: int) -> torch.Tensor:
     """Inverse of :func:`normalized_time`, as a (possibly fractional) frame index."""
     return torch.as_tensor(time, dtype=torch.float32) * max(num_frames - 1, 1)
+
+
+def quat_multiply(q1: torch.Tensor, q2: torch.Tensor) -> torch.Tensor:
+    """Hamilton product ``q1 * q2`` of wxyz quaternions (the rotation of ``q2`` followed by ``q1``).
+
+    Args:
+        q1, q2: (..., 4) broadcastable quaternions.
+
+    Returns:
+        (..., 4) product.
+    """
+    w1, x1, y1, z1 = q1.unbind(-1)
+    w2, x2, y2, z2 = q2.unbind(-1)
+    return torch.stack(
+        [
+            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+        ],
+        dim=-1,
+    )

@@ -1,0 +1,1 @@
+"""Motion models: smooth time bases, control-point skinning (non-rigid), rigid object trajectories."""
