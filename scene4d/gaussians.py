@@ -45,7 +45,7 @@ def sh_degree_from_bases(num_bases: int) -> int:
 
 
 def knn_scales(points: torch.Tensor, k: int = 3) -> torch.Tensor:
-    """Mean distance of each point to its ``k`` nearest other points (the usual 3DGS initial scale).
+    """Root-mean-square distance of each point to its ``k`` nearest others (the usual 3DGS initial scale).
 
     Args:
         points: (N, 3) with N > k.

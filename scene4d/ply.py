@@ -50,16 +50,13 @@ def save_ply(path: str | Path, gaussians: Gaussians) -> None:
         p["means"],
         torch.zeros(n, 3),
         p["sh0"][:, 0, :],
-        p["shN"].transpose(1, 2).reshape(n, -1),  # (N, 3, K-1): channel-major
+        p["shN"].transpose(1, 2).flatten(1),  # (N, 3, K-1): channel-major
         p["opacities"][:, None],
         p["scales"],
         p["quats"],
     ]
-    data = torch.cat(columns, dim=1).numpy()
-    names = ply_property_names(gaussians.sh_degree)
-    vertices = np.empty(n, dtype=[(name, "<f4") for name in names])
-    for i, name in enumerate(names):
-        vertices[name] = data[:, i]
+    data = np.ascontiguousarray(torch.cat(columns, dim=1).numpy(), dtype="<f4")
+    vertices = data.view([(name, "<f4") for name in ply_property_names(gaussians.sh_degree)]).reshape(n)
     buffer = io.BytesIO()
     PlyData([PlyElement.describe(vertices, "vertex")], text=False, byte_order="<").write(buffer)
     write_bytes_atomic(path, buffer.getvalue())
