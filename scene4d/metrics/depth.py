@@ -17,7 +17,8 @@ def _valid_pixels(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor |
     """(...) bool of the pixels that count, after checking the inputs."""
     for name, depth in (("pred", pred), ("target", target)):
         if not isinstance(depth, torch.Tensor) or not depth.is_floating_point():
-            raise TypeError(f"{name}: expected a floating point torch.Tensor, got {getattr(depth, 'dtype', type(depth))}")
+            received = getattr(depth, "dtype", type(depth).__name__)
+            raise TypeError(f"{name}: expected a floating point torch.Tensor, got {received}")
         if depth.ndim not in (2, 3):
             raise ValueError(f"{name}: expected (H, W) or (T, H, W), got {tuple(depth.shape)}")
     if pred.shape != target.shape:
