@@ -1,7 +1,7 @@
 """Depth Anything (v1/v2) through transformers: per-frame disparity, aligned into one depth scale for the clip.
 
 The checkpoint is a transformers ``DepthAnythingForDepthEstimation`` folder (``save_pretrained`` layout, with the
-image processor's ``preprocessor_config.json``) or a model id in the Hugging Face cache (e.g.
+image processor's config) or a model id in the Hugging Face cache (e.g.
 ``depth-anything/Depth-Anything-V2-Small-hf``). The checkpoint's own image processor does the resizing and
 normalisation, and its ``post_process_depth_estimation`` resizes the prediction back to the frame size.
 
@@ -21,7 +21,7 @@ import torch
 
 from preprocess.learned.align import align_sequence, disparity_to_depth
 from preprocess.learned.weights import (WeightsUnavailable, from_pretrained_strict, locate_pretrained,
-                                        pick_device)
+                                        pick_device, processor_from_pretrained)
 from scene4d.contracts.depth import DepthMaps
 from scene4d.contracts.frames import Frames
 from scene4d.errors import InputError
@@ -121,10 +121,8 @@ def build_depth_anything(config: DepthAnythingBackendConfig) -> DepthAnythingPre
     from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation
 
     folder = locate_pretrained(config.checkpoint, config.allow_download, config.cache_dir)
-    if not (folder / "preprocessor_config.json").is_file():
-        raise WeightsUnavailable(f"{folder}: preprocessor_config.json (the image processor) is missing")
+    processor = processor_from_pretrained(AutoImageProcessor, folder)
     model = from_pretrained_strict(DepthAnythingForDepthEstimation, folder)
-    processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
     return DepthAnythingPredictor(model, processor, pick_device(config.device), config.batch_size)
 
 

@@ -24,7 +24,8 @@ import torch
 
 from preprocess.learned.prompts import ObjectPrompt, check_prompts, to_sam_box, to_sam_points
 from preprocess.learned.weights import (WeightsUnavailable, from_pretrained_strict, load_state_dict_strict,
-                                        locate_file, locate_pretrained, pick_device, read_state_dict)
+                                        locate_file, locate_pretrained, pick_device, processor_from_pretrained,
+                                        read_state_dict)
 from scene4d.contracts.frames import Frames
 
 _PATCH_EMBED_KEY = "image_encoder.patch_embed.proj.weight"
@@ -192,10 +193,8 @@ def build_sam(config: SamBackendConfig) -> HfSamSegmenter | SegmentAnythingSegme
     from transformers import SamModel, SamProcessor
 
     folder = locate_pretrained(config.checkpoint, config.allow_download, config.cache_dir)
-    if not (folder / "preprocessor_config.json").is_file():
-        raise WeightsUnavailable(f"{folder}: preprocessor_config.json (the SAM processor) is missing")
+    processor = processor_from_pretrained(SamProcessor, folder)
     model = from_pretrained_strict(SamModel, folder)
-    processor = SamProcessor.from_pretrained(folder, local_files_only=True)
     return HfSamSegmenter(model, processor, device, config.multimask, config.mask_threshold)
 
 

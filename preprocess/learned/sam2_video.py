@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from preprocess.learned.prompts import ObjectPrompt, check_prompts, to_sam_box, to_sam_points
-from preprocess.learned.weights import WeightsUnavailable, from_pretrained_strict, locate_pretrained, pick_device
+from preprocess.learned.weights import (WeightsUnavailable, from_pretrained_strict, locate_pretrained, pick_device,
+                                        processor_from_pretrained)
 from scene4d.contracts.frames import Frames
 from scene4d.contracts.masks import ObjectMasks
 
@@ -128,10 +129,8 @@ def build_sam2_video(config: Sam2VideoBackendConfig) -> Sam2VideoTracker:
     from transformers import Sam2VideoModel, Sam2VideoProcessor
 
     folder = locate_pretrained(config.checkpoint, config.allow_download, config.cache_dir)
-    if not (folder / "preprocessor_config.json").is_file():
-        raise WeightsUnavailable(f"{folder}: preprocessor_config.json (the SAM2 processor) is missing")
+    processor = processor_from_pretrained(Sam2VideoProcessor, folder)
     model = from_pretrained_strict(Sam2VideoModel, folder)
-    processor = Sam2VideoProcessor.from_pretrained(folder, local_files_only=True)
     return Sam2VideoTracker(model, processor, pick_device(config.device), config.mask_threshold,
                             config.frames_on_cpu)
 

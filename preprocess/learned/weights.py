@@ -124,6 +124,19 @@ def from_pretrained_strict(model_class, folder: Path, **kwargs) -> torch.nn.Modu
     return model.eval()
 
 
+def processor_from_pretrained(processor_class, folder: Path):
+    """The checkpoint's own pre/post-processing (``processor_config.json`` or ``preprocessor_config.json``).
+
+    Raises:
+        WeightsUnavailable: the folder has no processor files for it.
+    """
+    try:
+        return processor_class.from_pretrained(folder, local_files_only=True)
+    except OSError as error:
+        raise WeightsUnavailable(f"{folder}: cannot load its {processor_class.__name__} "
+                                 f"({str(error).splitlines()[0]})") from None
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A ``.pth``/``.pt`` state dict (tensors only; also unwraps ``{"model": ...}`` and ``{"state_dict": ...}``).
 
