@@ -37,6 +37,8 @@ class MotionConfig:
     """Foreground where the residual exceeds this many robust standard deviations of the background's."""
     min_residual: float = 0.5
     """Residual floor in pixels per frame of offset: smaller motion is never evidence (flow noise)."""
+    min_color: float = 12.0
+    """Colour-difference floor (Lab units) for the evidence of fast objects whose flow failed."""
     texture_threshold: float = 2e-4
     """Smallest structure-tensor eigenvalue (intensities in [0, 1]) for a pixel's flow to count as evidence."""
     min_area: float = 0.002
