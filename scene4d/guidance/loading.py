@@ -45,7 +45,8 @@ def _check_layout(folder: Path, kind: str) -> None:
         if not config_file.is_file():
             raise InputError(f"{folder}: {name}/{config_file.name} is missing (a {kind} model needs "
                              f"{', '.join(COMPONENTS[kind])})")
-        if name not in _CONFIG_FILES and not any(p.suffix in {".safetensors", ".bin"} for p in (folder / name).iterdir()):
+        weights = [p for p in (folder / name).iterdir() if p.suffix in {".safetensors", ".bin"}]
+        if name not in _CONFIG_FILES and not weights:
             raise InputError(f"{folder}: {name}/ holds no weights (.safetensors or .bin)")
 
 
@@ -129,8 +130,8 @@ def load_guidance(folder: Path, config: GuidanceConfig) -> Guidance:
     vae = _strict(AutoencoderKL, folder / "vae")
     scheduler = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
     if config.kind == "zero123":
-        encoder = Zero123Encoder(_strict(CLIPVisionModelWithProjection, folder / "image_encoder"),
-                                 CLIPImageProcessor.from_pretrained(folder / "feature_extractor", local_files_only=True),
+        processor = CLIPImageProcessor.from_pretrained(folder / "feature_extractor", local_files_only=True)
+        encoder = Zero123Encoder(_strict(CLIPVisionModelWithProjection, folder / "image_encoder"), processor,
                                  _strict(CameraProjection, folder / "clip_camera_projection"))
     else:
         encoder = TextEncoder(CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True),

@@ -40,8 +40,10 @@ def test_orbits_keep_distance_and_look_at_the_centre():
     in_camera = out[:, :3, :3] @ CENTER + out[:, :3, 3]
     distance = CENTER.norm()
     assert torch.allclose(in_camera, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64) * distance, atol=1e-9)
-    assert torch.allclose(out[:, :3, :3] @ out[:, :3, :3].transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(16, 3, 3), atol=1e-12)
-    assert torch.allclose(torch.linalg.det(out[:, :3, :3]), torch.ones(16, dtype=torch.float64))
+    rotations = out[:, :3, :3]
+    assert torch.allclose(rotations @ rotations.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(16, 3, 3),
+                          atol=1e-12)
+    assert torch.allclose(torch.linalg.det(rotations), torch.ones(16, dtype=torch.float64))
 
 
 def test_offset_directions_up_and_right():
