@@ -11,6 +11,8 @@ class PropagationConfig:
 
     flow_preset: str = "medium"
     """DIS preset for the frame-to-frame flow (``ultrafast``, ``fast``, ``medium``)."""
+    long_side: int = 480
+    """Work at this image size (longer side, pixels); masks are resized back to the frames' size."""
     band: float = 0.06
     """Half-width of the uncertain band around the warped boundary, as a fraction of the object's size."""
     min_band: int = 3
@@ -58,7 +60,7 @@ class MasksConfig:
     """Which backend produces the per-object masks, and its settings."""
 
     backend: str = "auto"
-    """``auto`` (given masks when a folder is given, else a learned backend with weights, else motion),
+    """``auto`` (given masks when a folder is given, else the first available learned backend, else motion),
     ``masks``, ``motion``, ``sam`` or ``sam2``."""
     propagation: PropagationConfig = field(default_factory=PropagationConfig)
     """Settings for spreading partial user masks to every frame."""

@@ -290,3 +290,38 @@ def track_segments(masks: np.ndarray, flows_to_previous: list[np.ndarray | None]
         if present.sum() >= max(1, config.min_presence * num_frames) and areas[present].mean() >= min_pixels:
             kept.append(track)
     return kept
+
+
+def _resize_stack(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return np.stack([cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0 for m in masks])
+
+
+def segment_motion(images: np.ndarray, config: MotionConfig | None = None) -> tuple[np.ndarray, str]:
+    """Independently moving objects of a clip, tracked over time.
+
+    Args:
+        images: (T, H, W, 3) uint8 RGB frames, T >= 2.
+        config: motion settings (the work size is ``config.long_side``).
+
+    Returns:
+        ``(masks, reason)``: (O, T, H, W) bool masks at the input size, objects ordered by first appearance
+        (O may be 0: nothing moves apart from the camera), and a sentence saying what was found.
+    """
+    config = config or MotionConfig()
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be (T, H, W, 3) uint8, got {images.shape} {images.dtype}")
+    num_frames, height, width = images.shape[:3]
+    if num_frames < 2:
+        return np.zeros((0, num_frames, height, width), bool), "a single frame shows no motion"
+    scale = min(1.0, config.long_side / max(height, width))
+    work_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = np.stack([cv2.resize(image, work_size, interpolation=cv2.INTER_AREA) for image in images]) \
+        if scale < 1.0 else images
+    evidence, pairs = motion_evidence(small, config)
+    moving = np.stack([moving_regions(small[t], evidence[t], config) for t in range(num_frames)])
+    tracks = track_segments(moving, [None] + [pairs[t][-1].flow for t in range(1, num_frames)], config)
+    if not tracks:
+        return np.zeros((0, num_frames, height, width), bool), \
+            "no independently moving object: only the camera moves (or nothing does)"
+    masks = np.stack([_resize_stack(track, (width, height)) for track in tracks])
+    return masks, f"{len(tracks)} independently moving object(s) found from flow against the camera's motion"
