@@ -44,6 +44,7 @@ class ScaleShift:
     rms: float
 
     def apply(self, disparity: np.ndarray) -> np.ndarray:
+        """``scale * disparity + shift``, elementwise, any shape."""
         return self.scale * disparity + self.shift
 
 

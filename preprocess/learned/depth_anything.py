@@ -150,10 +150,13 @@ def estimate_depth_anything(frames: Frames, config: DepthAnythingBackendConfig,
                              normalise_anchor=not predictor.metric)
     floor = config.far_fraction * float(np.median(aligned.disparity[aligned.anchor]))
     depth, confidence = disparity_to_depth(aligned.disparity, floor if floor > 0 else _METRIC_EPS)
-    source = (f"fitted to sparse depths on {int(aligned.sparse_frames.sum())} frames" if aligned.metric
-              else "metric model" if predictor.metric else f"relative, frame {aligned.anchor} normalised to "
-                                                            "median depth 1")
-    notes = (f"Depth Anything disparity, scale/shift per frame chained by optical flow; {source}; "
+    if aligned.metric:
+        scale_note = f"fitted to sparse depths on {int(aligned.sparse_frames.sum())} frames"
+    elif predictor.metric:
+        scale_note = "the metric model's own scale"
+    else:
+        scale_note = f"relative: frame {aligned.anchor} normalised to median depth 1"
+    notes = (f"Depth Anything disparity, scale/shift per frame chained by optical flow; {scale_note}; "
              f"disparity below {config.far_fraction:g} x the anchor's median has confidence 0")
     return DepthMaps(depth, confidence, method="depth-anything", metric=aligned.metric or predictor.metric,
                      notes=notes)

@@ -71,7 +71,9 @@ def test_prompts_reach_the_model_in_sam2_coordinates(tiny, clip):
 def test_every_frame_is_reached_forward_and_backward_at_the_frame_size(tiny, clip):
     model, processor = tiny
     # With every logit above the threshold, a frame the propagation skipped would stay False.
-    everything = Sam2VideoTracker(model, processor, mask_threshold=-1e9).track(clip.images, _prompts())
+    dog, box = _prompts()
+    box.frame = 2
+    everything = Sam2VideoTracker(model, processor, mask_threshold=-1e9).track(clip.images, [dog, box])
     assert everything.shape == (2, NUM_FRAMES, HEIGHT, WIDTH) and everything.all()
 
 
