@@ -69,6 +69,19 @@ class SegmentedObjects:
     names: list[str]
     scores: np.ndarray
 
+    def label_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """The masks as annotated frames (the input of mask propagation).
+
+        Returns:
+            ``(frames, labels)``: (K,) increasing indices of the prompted frames and (K, H, W) int32 label maps
+            (0 background, else the object id; where masks overlap the later object wins).
+        """
+        frames = np.unique(self.frames)
+        labels = np.zeros((len(frames),) + self.masks.shape[1:], dtype=np.int32)
+        for object_id, frame, mask in zip(self.object_ids, self.frames, self.masks):
+            labels[np.searchsorted(frames, frame)][mask] = object_id
+        return frames, labels
+
 
 class HfSamSegmenter:
     """Holds a transformers ``SamModel`` and its ``SamProcessor``.

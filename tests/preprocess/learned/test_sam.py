@@ -113,6 +113,10 @@ def test_segment_prompts_uses_each_objects_frame(tiny, make_frames):
     np.testing.assert_array_equal(result.frames, [1, 0])
     np.testing.assert_array_equal(result.masks[0], segmenter.segment(images[1], prompts[:1])[0][0])
     np.testing.assert_array_equal(result.masks[1], segmenter.segment(images[0], prompts[1:])[0][0])
+    annotated, labels = result.label_maps()
+    np.testing.assert_array_equal(annotated, [0, 1])
+    np.testing.assert_array_equal(labels[0], np.where(result.masks[1], 2, 0))
+    np.testing.assert_array_equal(labels[1], np.where(result.masks[0], 4, 0))
     with pytest.raises(InputError, match="frame 1, the clip has 1 frames"):
         segment_prompts(Frames(images=images[:1], timestamps=np.zeros(1)), prompts, SamBackendConfig(), segmenter)
 
