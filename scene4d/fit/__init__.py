@@ -1,0 +1,1 @@
+"""Per-object fitting: initialisation, the staged optimisation loop and its outputs."""
