@@ -43,6 +43,9 @@ class MotionConfig:
     """Colour-difference floor (Lab units) for the evidence of fast objects whose flow failed."""
     texture_threshold: float = 2e-4
     """Smallest structure-tensor eigenvalue (intensities in [0, 1]) for a pixel's flow to count as evidence."""
+    remove_shadows: bool = True
+    """Pixels that are darker, same-chroma copies of the background in most neighbours (cast shadows) are
+    evidence of no motion."""
     min_area: float = 0.002
     """Segments smaller than this fraction of the image are dropped."""
     min_presence: float = 0.3

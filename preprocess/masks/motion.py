@@ -30,6 +30,9 @@ from preprocess.flow import dense_flow, forward_backward_error, warp
 from preprocess.masks.config import MotionConfig
 
 _FB_TOLERANCE = 1.0
+_SHADOW_MIN_DARKENING = 10.0
+_SHADOW_MAX_CHROMA = 8.0
+_FLAT_VARIANCE = 25.0
 
 
 @dataclass
@@ -40,11 +43,13 @@ class PairMotion:
         score: (H, W) float32 residual flow in robust standard deviations (nan where there is no evidence).
         residual: (H, W, 2) float32 flow minus the camera's motion, in pixels.
         flow: (H, W, 2) float32 flow to the neighbour.
+        shadow: (H, W) bool, darker than the neighbour at the same scene point with the same chroma.
     """
 
     score: np.ndarray
     residual: np.ndarray
     flow: np.ndarray
+    shadow: np.ndarray
 
 
 def texture_mask(image: np.ndarray, threshold: float) -> np.ndarray:
@@ -115,22 +120,27 @@ def pair_motion(image: np.ndarray, other: np.ndarray, textured: np.ndarray, gap:
     floor = config.min_residual * gap
     score = magnitude / max(median + scale, floor / config.threshold)
     score[~usable] = np.nan
-    photo, flow_mismatch = _photometric_score(image, other, homography, forward, reliable & (score < 1.0), config)
+    photo, flow_mismatch, shadow = _photometric_score(image, other, homography, forward,
+                                                      reliable & (score < 1.0), config)
     # Where the flow failed (fast or occluding objects), a colour change after undoing the camera's motion is
     # the evidence; where the flow is fine and agrees with the camera, colour changes are parallax or light.
     failed = (~reliable | flow_mismatch) & textured
     score[failed] = photo[failed]
-    return PairMotion(score=score.astype(np.float32), residual=residual.astype(np.float32), flow=forward)
+    return PairMotion(score=score.astype(np.float32), residual=residual.astype(np.float32), flow=forward,
+                      shadow=shadow)
 
 
 def _photometric_score(image: np.ndarray, other: np.ndarray, homography: np.ndarray | None, flow: np.ndarray,
-                       background: np.ndarray, config: MotionConfig) -> tuple[np.ndarray, np.ndarray]:
+                       background: np.ndarray, config: MotionConfig
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Colour evidence against ``other``.
 
     Returns:
-        ``(score, mismatch)``: (H, W) float32 colour difference to ``other`` warped by the camera's motion, in
-        robust standard deviations of the background's differences (nan where the warp leaves the frame), and
-        (H, W) bool where ``other`` warped by the flow does not match the colours either (the flow failed).
+        ``(score, mismatch, shadow)``: (H, W) float32 colour difference to ``other`` warped by the camera's
+        motion, in robust standard deviations of the background's differences (nan where the warp leaves the
+        frame); (H, W) bool where ``other`` warped by the flow does not match the colours either (the flow
+        failed); (H, W) bool where the pixel is a darker copy of the camera-warped ``other`` with the same
+        chroma (a cast shadow passing over the background).
     """
     height, width = image.shape[:2]
     lab = cv2.cvtColor(cv2.GaussianBlur(image, (5, 5), 0), cv2.COLOR_RGB2LAB).astype(np.float32)
@@ -143,12 +153,28 @@ def _photometric_score(image: np.ndarray, other: np.ndarray, homography: np.ndar
     flow_difference = np.linalg.norm(lab - warp(other_lab, flow), axis=-1)
     samples = difference[background & (difference < 1e3)]
     if samples.size == 0:
-        return np.zeros((height, width), np.float32), np.zeros((height, width), bool)
+        return np.zeros((height, width), np.float32), np.zeros((height, width), bool), np.zeros((height, width), bool)
     median = float(np.median(samples))
     bar = max(median + 1.4826 * float(np.median(np.abs(samples - median))), config.min_color / config.threshold)
     score = difference / bar
     score[difference >= 1e3] = np.nan
-    return score.astype(np.float32), flow_difference > config.threshold * bar
+    darker = (lab[..., 0] < warped[..., 0] - _SHADOW_MIN_DARKENING) & (lab[..., 0] > 0.25 * warped[..., 0])
+    shadow = darker & (np.abs(lab[..., 1:] - warped[..., 1:]).sum(axis=-1) < _SHADOW_MAX_CHROMA)
+    shadow &= _same_texture(lab[..., 0], np.where(difference < 1e3, warped[..., 0], 0.0))
+    return score.astype(np.float32), flow_difference > config.threshold * bar, shadow
+
+
+def _same_texture(first: np.ndarray, second: np.ndarray, window: int = 7) -> np.ndarray:
+    """(H, W) bool: local normalised cross-correlation above 0.3, or both patches flat (a shadow keeps the
+    texture of the surface it falls on; an object brings its own)."""
+    def box(x):
+        return cv2.boxFilter(x, cv2.CV_32F, (window, window))
+    mean_a, mean_b = box(first), box(second)
+    var_a = np.maximum(box(first * first) - mean_a ** 2, 0.0)
+    var_b = np.maximum(box(second * second) - mean_b ** 2, 0.0)
+    covariance = box(first * second) - mean_a * mean_b
+    flat = (var_a < _FLAT_VARIANCE) & (var_b < _FLAT_VARIANCE)
+    return flat | (covariance > 0.3 * np.sqrt(var_a * var_b) + 1e-6)
 
 
 def motion_evidence(images: np.ndarray, config: MotionConfig) -> tuple[np.ndarray, list[dict[int, PairMotion]]]:
@@ -178,6 +204,9 @@ def motion_evidence(images: np.ndarray, config: MotionConfig) -> tuple[np.ndarra
             stack = np.stack([p.score for p in pairs[t].values()])
             seen = np.isfinite(stack).any(axis=0)
             evidence[t][seen] = np.nanmedian(stack[:, seen], axis=0)
+            if config.remove_shadows:
+                shadow = np.mean([p.shadow for p in pairs[t].values()], axis=0) >= 0.5
+                evidence[t][shadow & seen] = 0.0
     return evidence, pairs
 
 
