@@ -19,10 +19,10 @@ class PropagationConfig:
     """Smallest uncertain band half-width, in pixels."""
     margin: float = 0.5
     """Crop margin around an object for GrabCut, as a fraction of its bounding-box size."""
-    model_update: float = 0.3
-    """Weight of the current frame's colours in the object/background colour models (0: anchor frame only)."""
+    anchor_colors: bool = True
+    """GrabCut's colour models also learn from the annotated frame (holds back drift), not only the current one."""
     grabcut_iterations: int = 2
-    """GrabCut iterations per frame and object."""
+    """GrabCut iterations per frame and object (0: flow warping only, no refinement)."""
 
 
 @dataclass
@@ -50,8 +50,6 @@ class MotionConfig:
     """Segments smaller than this fraction of the image are dropped."""
     min_presence: float = 0.3
     """Tracks present in fewer than this fraction of the frames are dropped (flicker)."""
-    merge_motion: float = 1.0
-    """Components whose motions differ by less than this (pixels per frame) belong to one object."""
     match_iou: float = 0.2
     """Smallest IoU between a flow-warped mask and a new segment to continue its identity."""
     grabcut_iterations: int = 3

@@ -7,8 +7,11 @@ Per frame ``t`` and each neighbour ``t +- g`` (``g`` in ``gaps``):
 2. The camera's motion is a homography fitted with RANSAC to flow samples; the residual flow (flow minus the
    homography's) is the motion evidence, divided by a robust scale of the background's residuals (so parallax
    and flow noise of the clip set the bar) floored at ``min_residual * g`` pixels.
-3. The evidence of all pairs is pooled (median over the pairs that saw the pixel), so one bad flow field cannot
-   make a pixel move.
+3. Where the flow failed (forward-backward check, or the flow-warped neighbour does not match the colours:
+   small fast objects), the evidence is the colour change after undoing the camera's motion instead.
+4. The evidence of all pairs is pooled (median over the pairs that saw the pixel), so one bad flow field cannot
+   make a pixel move; pixels that look like a cast shadow in most pairs (darker than the camera-warped
+   neighbour, same chroma, same local texture) count as not moving.
 
 Then hysteresis thresholding at ``threshold`` gives moving regions; GrabCut, initialised with the confident
 moving/static pixels, snaps them to image edges (and fills low-texture parts of objects). Regions are split into
@@ -41,13 +44,11 @@ class PairMotion:
 
     Attributes:
         score: (H, W) float32 residual flow in robust standard deviations (nan where there is no evidence).
-        residual: (H, W, 2) float32 flow minus the camera's motion, in pixels.
         flow: (H, W, 2) float32 flow to the neighbour.
         shadow: (H, W) bool, darker than the neighbour at the same scene point with the same chroma.
     """
 
     score: np.ndarray
-    residual: np.ndarray
     flow: np.ndarray
     shadow: np.ndarray
 
@@ -126,7 +127,7 @@ def pair_motion(image: np.ndarray, other: np.ndarray, textured: np.ndarray, gap:
     # the evidence; where the flow is fine and agrees with the camera, colour changes are parallax or light.
     failed = (~reliable | flow_mismatch) & textured
     score[failed] = photo[failed]
-    return PairMotion(score=score.astype(np.float32), residual=residual.astype(np.float32), flow=forward,
+    return PairMotion(score=score.astype(np.float32), flow=forward,
                       shadow=shadow)
 
 

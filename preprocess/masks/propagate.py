@@ -3,8 +3,11 @@
 Each step warps the previous frame's masks along dense optical flow, then re-segments a band around the warped
 boundary with GrabCut: pixels deep inside (outside) the warped mask, where the flow passes its forward-backward
 check, are fixed foreground (background); the band and the unreliable pixels are decided by the graph cut.
-Drift is held back by the colour models, which stay anchored to the annotated frame (only a fraction
-``model_update`` of each frame's own colours is mixed in), and by restarting from every annotated frame.
+Drift is held back in three ways: GrabCut's colour models learn from the annotated frame as well as the current
+one; pixels inside the warped mask that move with the camera (a homography fitted to the background's flow)
+while the object moves otherwise are left to the graph cut; and an object the flow loses (small and fast) is
+moved by masked template matching when that explains its colours better. Every annotated frame restarts the
+propagation; a frame takes its labels from the nearest annotated frame.
 """
 
 from __future__ import annotations
@@ -43,33 +46,22 @@ def _trimap(prior: np.ndarray, reliable: np.ndarray, others: np.ndarray, band: f
     return trimap
 
 
-def _grabcut(image: np.ndarray, trimap: np.ndarray, models: tuple[np.ndarray, np.ndarray] | None,
-             iterations: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """Run GrabCut from ``trimap``; with ``models`` the colour models are frozen to them.
-
-    Returns:
-        ``(mask, (background_model, foreground_model))`` where mask is (H, W) bool.
-    """
+def _grabcut(image: np.ndarray, trimap: np.ndarray, iterations: int) -> np.ndarray:
+    """(H, W) bool foreground of GrabCut started from ``trimap`` (returned as is when nothing is undecided)."""
+    undecided = np.isin(trimap, (cv2.GC_PR_FGD, cv2.GC_PR_BGD))
     has_fg = np.isin(trimap, (cv2.GC_FGD, cv2.GC_PR_FGD)).any()
     has_bg = np.isin(trimap, (cv2.GC_BGD, cv2.GC_PR_BGD)).any()
-    if not (has_fg and has_bg) or not np.isin(trimap, (cv2.GC_PR_FGD, cv2.GC_PR_BGD)).any():
-        return np.isin(trimap, (cv2.GC_FGD, cv2.GC_PR_FGD)), models
+    if not (has_fg and has_bg and undecided.any()):
+        return np.isin(trimap, (cv2.GC_FGD, cv2.GC_PR_FGD))
     labels = trimap.copy()
-    if models is None:
-        background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-        cv2.grabCut(image, labels, None, background, foreground, iterations, cv2.GC_INIT_WITH_MASK)
-    else:
-        background, foreground = models[0].copy(), models[1].copy()
-        cv2.grabCut(image, labels, None, background, foreground, 1, cv2.GC_EVAL_FREEZE_MODEL)
-    return np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)), (background, foreground)
+    background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.grabCut(image, labels, None, background, foreground, iterations, cv2.GC_INIT_WITH_MASK)
+    return np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD))
 
 
 def _photo_consistent(image: np.ndarray, previous: np.ndarray, flow_to_previous: np.ndarray) -> np.ndarray:
     """Where the previous frame, warped along the flow, has the colour of ``image`` (Lab distance, blurred)."""
-    lab = cv2.cvtColor(cv2.GaussianBlur(image, (5, 5), 0), cv2.COLOR_RGB2LAB).astype(np.float32)
-    warped = warp(cv2.cvtColor(cv2.GaussianBlur(previous, (5, 5), 0), cv2.COLOR_RGB2LAB).astype(np.float32),
-                  flow_to_previous)
-    return np.linalg.norm(lab - warped, axis=-1) < _PHOTO_TOLERANCE
+    return np.linalg.norm(_lab(image) - warp(_lab(previous), flow_to_previous), axis=-1) < _PHOTO_TOLERANCE
 
 
 def _background_residual(flow: np.ndarray, background: np.ndarray) -> np.ndarray | None:
@@ -120,8 +112,8 @@ def _shift_if_better(lab: np.ndarray, previous_lab: np.ndarray, previous_mask: n
     return prior, shift_error < _PHOTO_TOLERANCE
 
 
-def _step(image: np.ndarray, previous_image: np.ndarray, previous: np.ndarray, flow_to_previous: np.ndarray, reliable: np.ndarray,
-          object_ids: list[int], anchor: tuple[np.ndarray, np.ndarray], config: PropagationConfig) -> np.ndarray:
+def _step(image: np.ndarray, previous_image: np.ndarray, previous: np.ndarray, flow_to_previous: np.ndarray,
+          reliable: np.ndarray, object_ids: list[int], anchor: tuple[np.ndarray, np.ndarray], config: PropagationConfig) -> np.ndarray:
     """Labels of ``image`` from the previous frame's labels warped along ``flow_to_previous``, then refined."""
     anchor_image, anchor_labels = anchor
     priors = np.stack([warp((previous == i).astype(np.float32), flow_to_previous) for i in object_ids])
@@ -152,7 +144,10 @@ def _step(image: np.ndarray, previous_image: np.ndarray, previous: np.ndarray, f
             if relative > _MIN_RELATIVE_MOTION:
                 static = (background_motion[window] < 0.25 * relative) & (prior[window] >= 0.5)
                 trimap[static] = cv2.GC_PR_BGD
-        mask = (prior[window] >= 0.5) if config.grabcut_iterations == 0 else _refine(image[window], trimap, anchor_image, anchor_labels == object_id, config)
+        if config.grabcut_iterations == 0:
+            mask = prior[window] >= 0.5
+        else:
+            mask = _refine(image[window], trimap, anchor_image, anchor_labels == object_id, config)
         region = labels[window]
         score = np.where(mask, prior[window] + 1.0, 0.0)
         better = score > scores[window]
@@ -165,23 +160,20 @@ def _refine(crop: np.ndarray, trimap: np.ndarray, anchor_image: np.ndarray, anch
             config: PropagationConfig) -> np.ndarray:
     """GrabCut on ``crop`` whose colour models also learn from the annotated frame around the object.
 
-    The anchor frame's crop is stacked under the current one with fixed labels: the models then see both frames'
-    colours while only the current crop's undecided pixels change.
+    The anchor frame's crop (scaled to the same width) is stacked under the current one with fixed labels: the
+    models then see both frames' colours while only the current crop's undecided pixels can change.
     """
+    if not config.anchor_colors:
+        return _grabcut(np.ascontiguousarray(crop), trimap, config.grabcut_iterations)
     window = _bbox(anchor_mask, config.margin)
     anchor_crop = anchor_image[window]
     anchor_trimap = np.where(anchor_mask[window], cv2.GC_FGD, cv2.GC_BGD).astype(np.uint8)
-    if config.model_update < 1.0 and anchor_crop.shape[1] != crop.shape[1]:
-        scale = crop.shape[1] / anchor_crop.shape[1]
-        size = (crop.shape[1], max(1, round(anchor_crop.shape[0] * scale)))
+    if anchor_crop.shape[1] != crop.shape[1]:
+        size = (crop.shape[1], max(1, round(anchor_crop.shape[0] * crop.shape[1] / anchor_crop.shape[1])))
         anchor_crop = cv2.resize(anchor_crop, size, interpolation=cv2.INTER_AREA)
         anchor_trimap = cv2.resize(anchor_trimap, size, interpolation=cv2.INTER_NEAREST)
-    if config.model_update >= 1.0:
-        mask, _ = _grabcut(np.ascontiguousarray(crop), trimap, None, config.grabcut_iterations)
-        return mask
     stacked = np.ascontiguousarray(np.concatenate([crop, anchor_crop]))
-    stacked_trimap = np.concatenate([trimap, anchor_trimap])
-    mask, _ = _grabcut(stacked, stacked_trimap, None, config.grabcut_iterations)
+    mask = _grabcut(stacked, np.concatenate([trimap, anchor_trimap]), config.grabcut_iterations)
     return mask[: crop.shape[0]]
 
 
@@ -225,6 +217,7 @@ def propagate_labels(images: np.ndarray, anchors: np.ndarray, anchor_frames: np.
                 error = forward_backward_error(to_previous, to_current)
                 reliable = error <= _FB_TOLERANCE + 0.05 * np.linalg.norm(to_previous, axis=-1)
                 reliable &= _photo_consistent(images[t], images[previous], to_previous)
-                result[t] = _step(images[t], images[previous], result[previous], to_previous, reliable, object_ids, anchor, config)
+                result[t] = _step(images[t], images[previous], result[previous], to_previous, reliable,
+                                  object_ids, anchor, config)
                 t += direction
     return result
