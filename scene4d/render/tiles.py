@@ -5,9 +5,10 @@ composited against that tile's depth-sorted list only. Values follow the rules i
 :mod:`scene4d.render.projection` exactly as :func:`~scene4d.render.reference.rasterize_reference` does: a
 Gaussian left out of a tile has alpha 0 there, a factor of exactly 1 in the transmittance product.
 
-Tiles are processed in chunks of at most ``chunk_elements`` (pixel, Gaussian) pairs and the backward pass is
-written by hand and recomputes the alphas chunk by chunk, so memory does not grow with the scene. A tile whose
-list alone exceeds the budget is split along its list, carrying the transmittance from segment to segment.
+The lists are walked front to back in segments, carrying each pixel's transmittance from one segment to the
+next, so a tile drops out once its list ends or all its pixels have terminated. At most ``chunk_elements``
+(pixel, Gaussian) pairs are evaluated at once, and the backward pass is written by hand and recomputes the
+alphas, so the working memory does not grow with the scene.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from scene4d.render.projection import ALPHA_MAX, ALPHA_THRESHOLD, TRANSMITTANCE_MIN, ProjectedGaussians
 
 # Where the exponent is below this, opacity * exp(power) < ALPHA_THRESHOLD for any opacity < 4e10, so flooring it
 # changes no alpha; it keeps exp() out of subnormal floats, which are several times slower on x86.
 POWER_FLOOR = -30.0
+# Fewest list entries per segment: shorter segments stop closer to each tile's end but cost more Python calls.
+MIN_SEGMENT = 32
 
 
 def rasterize_tiles(
@@ -45,10 +49,10 @@ def rasterize_tiles(
     Returns:
         ``(colors, alphas, depths)`` of shapes (C, H, W, D), (C, H, W, 1) and (C, H, W, 1).
     """
-    num_cams, num_gs = projected.depths.shape
+    num_cams = projected.depths.shape[0]
     dim = colors.shape[-1]
-    tiles_x, tiles_y = math.ceil(width / tile_size), math.ceil(height / tile_size)
-    chunks = _plan_chunks(projected, tiles_x, tiles_y, tile_size, max(chunk_elements, tile_size**2))
+    grid = (math.ceil(width / tile_size), math.ceil(height / tile_size), tile_size, chunk_elements)
+    lists = _bin_gaussians(projected, *grid[:3])
 
     # One row per (camera, Gaussian) plus a transparent dummy row (opacity 0) that pads the per-tile lists.
     params = torch.cat([projected.means2d.reshape(-1, 2), projected.conics.reshape(-1, 3),
@@ -57,11 +61,10 @@ def rasterize_tiles(
                        torch.ones_like(projected.depths).reshape(-1, 1)], dim=-1)
     params = torch.cat([params, params.new_zeros(1, 6)])
     feats = torch.cat([feats, feats.new_zeros(1, dim + 2)])
-    geometry = (tiles_x, tiles_y, tile_size, chunk_elements)
-    out = _TileComposite.apply(params, feats, chunks, num_cams * tiles_x * tiles_y, geometry)
+    out = _TileComposite.apply(params, feats, lists, grid)
 
-    image = out.reshape(num_cams, tiles_y, tiles_x, tile_size, tile_size, dim + 2).transpose(2, 3)
-    image = image.reshape(num_cams, tiles_y * tile_size, tiles_x * tile_size, dim + 2)[:, :height, :width]
+    image = out.reshape(num_cams, grid[1], grid[0], dim + 2, tile_size, tile_size).permute(0, 1, 4, 2, 5, 3)
+    image = image.reshape(num_cams, grid[1] * tile_size, grid[0] * tile_size, dim + 2)[:, :height, :width]
     color, depth_sum, alpha = image[..., :dim], image[..., dim : dim + 1], image[..., dim + 1 :]
     if backgrounds is not None:
         color = color + (1.0 - alpha) * backgrounds[:, None, None, :]
@@ -69,51 +72,88 @@ def rasterize_tiles(
 
 
 @torch.no_grad()
-def _plan_chunks(projected, tiles_x, tiles_y, tile_size, chunk_elements):
-    """Bin Gaussians to tiles; return ``[(tile ids (B,), padded front-to-back row indices (B, K))]``."""
+def _bin_gaussians(projected, tiles_x, tiles_y, tile_size):
+    """Per-tile front-to-back lists: rows into the flattened (C * N) Gaussians (M,), list starts and lengths (T,)."""
     num_cams, num_gs = projected.depths.shape
     device = projected.depths.device
     order = torch.argsort(projected.depths, dim=-1, stable=True)
     rows = (order + num_gs * torch.arange(num_cams, device=device)[:, None]).reshape(-1)
     rows = rows[projected.visible.reshape(-1)[rows]]  # visible rows, front to back within each camera
 
-    centre = projected.means2d.reshape(-1, 2)[rows]
-    radius = projected.radii.reshape(-1, 2)[rows].to(centre.dtype)
+    centre = projected.means2d.reshape(-1, 2).index_select(0, rows)
+    radius = projected.radii.reshape(-1, 2).index_select(0, rows).to(centre.dtype)
     # Whole tiles covering the box's pixel extent: a superset of the tiles holding a pixel centre inside the box.
     limit = torch.tensor([tiles_x - 1, tiles_y - 1], device=device)
     lo = torch.minimum(torch.floor((centre - radius) / tile_size).long().clamp(min=0), limit)
-    hi = torch.maximum(torch.floor((centre + radius) / tile_size).long().clamp(max=limit), lo)
-    span = hi - lo + 1
+    span = torch.maximum(torch.floor((centre + radius) / tile_size).long().clamp(max=limit), lo) - lo + 1
     counts = span[:, 0] * span[:, 1]
-    pair_row = torch.repeat_interleave(torch.arange(len(rows), device=device), counts)
-    local = torch.arange(len(pair_row), device=device) - (torch.cumsum(counts, 0) - counts)[pair_row]
-    tx = lo[pair_row, 0] + local % span[pair_row, 0]
-    ty = lo[pair_row, 1] + local // span[pair_row, 0]
-    cam = rows[pair_row] // num_gs
-    tile, perm = torch.sort((cam * tiles_y + ty) * tiles_x + tx, stable=True)
-    listed = rows[pair_row[perm]]  # tile by tile, front to back within a tile
+    pair = torch.repeat_interleave(torch.arange(len(rows), device=device), counts)  # index into rows
+    local = torch.arange(len(pair), device=device) - (torch.cumsum(counts, 0) - counts).index_select(0, pair)
+    tx = lo[:, 0].index_select(0, pair) + local % span[:, 0].index_select(0, pair)
+    ty = lo[:, 1].index_select(0, pair) + local // span[:, 0].index_select(0, pair)
+    keep = torch.nonzero(_ellipse_reaches(projected, rows, pair, tx, ty, tile_size))[:, 0]
+    row, tx, ty = rows.index_select(0, pair.index_select(0, keep)), tx.index_select(0, keep), ty.index_select(0, keep)
+    tile, perm = torch.sort((row // num_gs * tiles_y + ty) * tiles_x + tx, stable=True)
+    lengths = torch.bincount(tile, minlength=num_cams * tiles_x * tiles_y)
+    return row.index_select(0, perm), torch.cumsum(lengths, 0) - lengths, lengths
 
-    per_tile = torch.bincount(tile, minlength=num_cams * tiles_x * tiles_y)
-    starts = torch.cumsum(per_tile, 0) - per_tile
-    by_count = torch.argsort(per_tile, descending=True, stable=True)
-    sizes = per_tile[by_count].tolist()
-    dummy = num_cams * num_gs
-    chunks, first, pixels = [], 0, tile_size * tile_size
-    while first < len(sizes) and sizes[first] > 0:
-        k = sizes[first]
-        tiles = by_count[first : first + max(1, chunk_elements // (k * pixels))]
-        tiles = tiles[per_tile[tiles] > 0]
-        slot = torch.arange(k, device=device)
-        idx = (starts[tiles, None] + slot).clamp(max=max(len(listed) - 1, 0))
-        chunks.append((tiles, torch.where(slot < per_tile[tiles, None], listed[idx], dummy)))
-        first += len(tiles)
-    return chunks
+
+def _ellipse_reaches(projected, rows, pair, tx, ty, tile_size):
+    """(M,) bool: the region where alpha >= ALPHA_THRESHOLD of Gaussian ``rows[pair]`` may reach tile (tx, ty).
+
+    Alpha passes where ``q(d) = a dx^2 + 2 b dx dy + c dy^2 <= 2 log(opacity / ALPHA_THRESHOLD)``. Over the box
+    of the tile's pixel centres q is smallest on the line ``dx = ex`` nearest the centre (``ex = 0`` if the box
+    spans it), or on the line ``dy = ey``; along ``dx = ex``, ``q = det / c ex^2 + c (dy + b ex / c)^2``.
+    """
+    conic = projected.conics.reshape(-1, 3).index_select(0, rows).double()
+    a, b, c = conic.unbind(-1)
+    det = a * c - b * b  # in float64: it cancels badly for elongated footprints
+    reach = 2.02 * torch.log(projected.opacities.reshape(-1).index_select(0, rows) / ALPHA_THRESHOLD) + 0.05
+    table = torch.stack([det / c, det / a, -b / c, -b / a, a, c], dim=-1).to(reach.dtype)
+    table = torch.cat([projected.means2d.reshape(-1, 2).index_select(0, rows), table, reach[:, None]], dim=-1)
+    mx, my, qx, qy, slope_y, slope_x, a, c, reach = table.index_select(0, pair).unbind(-1)
+    low_x, low_y = tx * tile_size + 0.5 - mx, ty * tile_size + 0.5 - my
+    high_x, high_y = low_x + (tile_size - 1), low_y + (tile_size - 1)
+    ex, ey = low_x.clamp(min=0) + high_x.clamp(max=0), low_y.clamp(min=0) + high_y.clamp(max=0)
+    along_y, along_x = slope_y * ex, slope_x * ey
+    q = torch.minimum(qx * ex**2 + c * (along_y - along_y.clamp(low_y, high_y)) ** 2,
+                      qy * ey**2 + a * (along_x - along_x.clamp(low_x, high_x)) ** 2)
+    # Slack for the rounding of float32 alphas; an extra pair only costs time, a missing one would be an error.
+    return q <= reach
+
+
+def _segments(lists, carry, grid, dummy):
+    """Yield ``(tiles (B,), rows (B, S))``: every tile's list in segments, front to back, in chunks.
+
+    A tile drops out once its list ends or ``carry`` (T, P), which the caller updates, shows all its pixels have
+    terminated. Segments lengthen as tiles drop out, keeping chunks near ``chunk_elements`` pairs.
+    """
+    listed, starts, lengths = lists
+    pixels, chunk_elements = grid[2] ** 2, grid[3]
+    live, first = torch.nonzero(lengths).squeeze(1), 0
+    while len(live):
+        size = max(MIN_SEGMENT, chunk_elements // (pixels * len(live)))
+        slot = first + torch.arange(size, device=listed.device)
+        for batch in torch.split(live, max(1, chunk_elements // (pixels * size))):
+            pos = (starts[batch, None] + slot).clamp(max=len(listed) - 1)
+            yield batch, torch.where(slot < lengths[batch, None], listed[pos], dummy)
+        first += size
+        live = live[(lengths[live] > first) & (carry[live].amax(-1) > TRANSMITTANCE_MIN)]
+
+
+def _pixel_grid(tiles, grid, like):
+    """Pixel-centre columns and rows (B, s) of the tiles with flat ids ``tiles`` (B,)."""
+    tiles_x, tiles_y, tile_size, _ = grid
+    offsets = torch.arange(tile_size, dtype=like.dtype, device=like.device) + 0.5
+    tx, ty = tiles % tiles_x, (tiles // tiles_x) % tiles_y
+    return (tx * tile_size).to(like.dtype)[:, None] + offsets, (ty * tile_size).to(like.dtype)[:, None] + offsets
 
 
 def _alphas(p, cols, rows):
     """Alphas of (B, K) Gaussians ``p = [mx, my, a, b, c, opacity]`` at the pixel grid ``rows x cols`` (B, s).
 
-    Returns ``dx`` (B, 1, s, K), ``dy`` (B, s, 1, K), ``v = opacity * exp(power)`` and ``alpha`` (B, s*s, K).
+    Returns ``dx`` (B, 1, s, K), ``dy`` (B, s, 1, K), ``v = opacity * exp(power)`` zeroed below
+    ``ALPHA_THRESHOLD`` and ``alpha = min(v, ALPHA_MAX)``, both (B, s*s, K).
     """
     mx, my, a, b, c, o = (t[:, None, None, :] for t in p.unbind(-1))
     dx = cols[:, None, :, None] - mx
@@ -121,101 +161,90 @@ def _alphas(p, cols, rows):
     # -0.5 * (a dx^2 + c dy^2) - b dx dy; scaling by -0.5 is exact, so this rounds like the reference.
     power = torch.addcmul((-0.5 * a * dx) * dx + (-0.5 * c * dy) * dy, b * dx, dy, value=-1.0)
     v = power.clamp_(POWER_FLOOR, 0.0).exp_().mul_(o).flatten(1, 2)
-    alpha = torch.where(v >= ALPHA_THRESHOLD, v.clamp(max=ALPHA_MAX), 0.0)
-    return dx, dy, v, alpha
+    # threshold(x, t, 0) zeroes x <= t: with t the float just below ALPHA_THRESHOLD it zeroes v < ALPHA_THRESHOLD.
+    F.threshold_(v, _float_before(ALPHA_THRESHOLD, v.dtype), 0.0)
+    return dx, dy, v, v.clamp(max=ALPHA_MAX)
+
+
+def _float_before(value, dtype):
+    """The largest float of ``dtype`` below ``value``."""
+    return torch.nextafter(torch.tensor(value, dtype=dtype), torch.tensor(-math.inf, dtype=dtype)).item()
 
 
 def _composite(alpha, carry):
-    """Blend (B, P, K) alphas front to back after a transmittance ``carry`` (B, P) left by earlier Gaussians.
+    """Blend (B, P, K) alphas front to back behind a transmittance ``carry`` (B, P) left by earlier Gaussians.
 
-    Returns ``1 - alpha``, the transmittance before each Gaussian (B, P, K), the mask of Gaussians cut by early
-    termination, the weights ``alpha * T`` (B, P, K) and the transmittance after the last one (B, P).
+    Returns ``1 - alpha``, the transmittance before each Gaussian, zeroed where early termination cuts it
+    (B, P, K), the weights (B, P, K) and the transmittance after the last Gaussian (B, P).
     """
     factors = alpha.new_empty(alpha.shape[:-1] + (alpha.shape[-1] + 1,))
     factors[..., 0] = carry
     one_minus = torch.sub(alpha.new_ones(()), alpha, out=factors[..., 1:])
     trans = torch.cumprod(factors, dim=-1)
-    cut = trans[..., 1:] <= TRANSMITTANCE_MIN
-    weights = (alpha * trans[..., :-1]).masked_fill_(cut, 0.0)
-    return one_minus, trans[..., :-1], cut, weights, trans[..., -1]
-
-
-def _segments(chunks, chunk_elements, pixels):
-    """Split each chunk's (B, K) list along K so that B * K_segment * pixels <= chunk_elements."""
-    for tiles, idx in chunks:
-        step = max(1, chunk_elements // (len(tiles) * pixels))
-        yield tiles, [idx[:, i : i + step] for i in range(0, idx.shape[1], step)]
-
-
-def _pixel_grid(tiles, geometry, like):
-    """Pixel-centre columns and rows (B, s) of the tiles with flat ids ``tiles`` (B,)."""
-    tiles_x, tiles_y, tile_size, _ = geometry
-    offsets = torch.arange(tile_size, dtype=like.dtype, device=like.device) + 0.5
-    tx, ty = tiles % tiles_x, (tiles // tiles_x) % tiles_y
-    return (tx * tile_size).to(like.dtype)[:, None] + offsets, (ty * tile_size).to(like.dtype)[:, None] + offsets
+    # 1 where the transmittance after the Gaussian stays above TRANSMITTANCE_MIN, else 0 (masked_fill is slower).
+    kept = F.threshold(trans[..., 1:], TRANSMITTANCE_MIN, 0.0).sign_()
+    before = trans[..., :-1].mul_(kept)
+    return one_minus, before, alpha * before, trans[..., -1]
 
 
 class _TileComposite(torch.autograd.Function):
-    """``out[tile, pixel] = sum_k w_k [colour_k, depth_k, 1]`` for every tile, with w the blending weights."""
+    """``out[tile, :, pixel] = sum_k w_k [colour_k, depth_k, 1]`` (T, D + 2, P), with w the blending weights."""
 
     @staticmethod
-    def forward(ctx, params, feats, chunks, num_tiles, geometry):
+    def forward(ctx, params, feats, lists, grid):
+        num_tiles, pixels = len(lists[1]), grid[2] ** 2
+        out = feats.new_zeros(num_tiles, feats.shape[-1], pixels)
+        carry = feats.new_ones(num_tiles, pixels)
+        ctx.batches = []  # (tiles, rows, transmittance entering), replayed backwards
+        for tiles, idx in _segments(lists, carry, grid, len(params) - 1):
+            ctx.batches.append((tiles, idx, carry.index_select(0, tiles)))
+            *_, weights, carry_out = _composite(_alphas(_take(params, idx), *_pixel_grid(tiles, grid, feats))[3],
+                                                ctx.batches[-1][2])
+            carry.index_copy_(0, tiles, carry_out)
+            # (D + 2, K) x (K, P) products: MKL is several times faster this way round than (P, K) x (K, D + 2).
+            out.index_add_(0, tiles, torch.bmm(_take(feats, idx).transpose(1, 2), weights.transpose(1, 2)))
+        ctx.grid = grid
         ctx.save_for_backward(params, feats)
-        ctx.chunks, ctx.geometry = chunks, geometry
-        tiles_x, tiles_y, tile_size, chunk_elements = geometry
-        pixels = tile_size**2
-        out = feats.new_zeros(num_tiles, pixels, feats.shape[-1])
-        for tiles, segments in _segments(chunks, chunk_elements, pixels):
-            cols, rows = _pixel_grid(tiles, geometry, feats)
-            carry = feats.new_ones(len(tiles), pixels)
-            acc = feats.new_zeros(len(tiles), pixels, feats.shape[-1])
-            for idx in segments:
-                *_, weights, carry = _composite(_alphas(params[idx], cols, rows)[3], carry)
-                acc += torch.bmm(weights, feats[idx])
-                if len(segments) > 1 and carry.max() <= TRANSMITTANCE_MIN:
-                    break  # every pixel terminated: nothing behind is composited
-            out[tiles] = acc
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         params, feats = ctx.saved_tensors
-        tiles_x, tiles_y, tile_size, chunk_elements = ctx.geometry
-        pixels = tile_size**2
+        grad_out, tile_size = grad_out.contiguous(), ctx.grid[2]
+        clamped = _float_before(-ALPHA_MAX, feats.dtype)  # -v <= clamped where v > ALPHA_MAX
         grad_params, grad_feats = torch.zeros_like(params), torch.zeros_like(feats)
-        for tiles, segments in _segments(ctx.chunks, chunk_elements, pixels):
-            cols, rows = _pixel_grid(tiles, ctx.geometry, feats)
-            g_out = grad_out[tiles]
-            carries = [feats.new_ones(len(tiles), pixels)]
-            for idx in segments[:-1]:
-                carries.append(_composite(_alphas(params[idx], cols, rows)[3], carries[-1])[-1])
-            later = torch.zeros_like(carries[0])  # sum of G_j w_j over the segments behind
-            for idx, carry in zip(reversed(segments), reversed(carries)):
-                p = params[idx]
-                dx, dy, v, alpha = _alphas(p, cols, rows)
-                one_minus, trans, cut, weights, _ = _composite(alpha, carry)
-                grad_feats.index_add_(0, idx.reshape(-1), torch.bmm(weights.transpose(1, 2), g_out).flatten(0, 1))
-                grad_w = torch.bmm(g_out, feats[idx].transpose(1, 2))  # dL/dw (B, P, K)
-                suffix = (grad_w * weights).cumsum_(-1)
-                total = suffix[..., -1:] + later[..., None]
-                later = total[..., 0]
-                # dL/dalpha_k = G_k T_k - sum_{j > k} G_j w_j / (1 - alpha_k); zero where a clamp was active.
-                grad_alpha = grad_w.mul_(trans).masked_fill_(cut, 0.0)
-                grad_alpha -= suffix.neg_().add_(total).div_(one_minus)
-                grad_power = grad_alpha.mul_(alpha == v).mul_(v).unflatten(1, (tile_size, tile_size))
-                grad_params.index_add_(0, idx.reshape(-1), _power_to_params(grad_power, dx, dy, p).flatten(0, 1))
-        return grad_params, grad_feats, None, None, None
+        later = grad_out.new_zeros(len(grad_out), tile_size**2)  # per pixel: sum of G_j w_j over the segments behind
+        for tiles, idx, carry in reversed(ctx.batches):
+            p, f, g_out = _take(params, idx), _take(feats, idx).transpose(1, 2), grad_out.index_select(0, tiles)
+            dx, dy, v, alpha = _alphas(p, *_pixel_grid(tiles, ctx.grid, feats))
+            one_minus, before, weights, _ = _composite(alpha, carry)
+            grad_feats.index_add_(0, idx.reshape(-1), torch.bmm(g_out, weights).transpose(1, 2).flatten(0, 1))
+            grad_w = torch.bmm(g_out.transpose(1, 2), f)  # G = dL/dw (B, P, K)
+            suffix = (grad_w * weights).cumsum_(-1)
+            total = suffix[..., -1:] + later.index_select(0, tiles)[..., None]
+            later.index_copy_(0, tiles, total[..., 0])
+            # dL/dalpha_k = G_k T_k - sum_{j > k} G_j w_j / (1 - alpha_k); both terms vanish once terminated.
+            grad_alpha = grad_w.mul_(before).sub_(torch.sub(total, suffix, out=suffix).div_(one_minus))
+            # alpha = min(v, ALPHA_MAX) passes gradient only where v <= ALPHA_MAX (v is already 0 below the threshold).
+            v_passing = F.threshold_(v.neg_(), clamped, 0.0).neg_()
+            grad_power = grad_alpha.mul_(v_passing).unflatten(1, (tile_size, tile_size))
+            grad_params.index_add_(0, idx.reshape(-1), _power_to_params(grad_power, dx, dy, p).flatten(0, 1))
+        return grad_params, grad_feats, None, None
+
+
+def _take(table, idx):
+    """Rows of ``table`` (R, F) at ``idx`` (B, K) as (B, K, F); ``index_select`` is faster than ``table[idx]``."""
+    return table.index_select(0, idx.reshape(-1)).view(*idx.shape, table.shape[-1])
 
 
 def _power_to_params(grad_power, dx, dy, p):
     """Chain dL/dpower (B, s, s, K) to dL/d[mx, my, a, b, c, opacity] (B, K, 6)."""
     dx, dy = dx[:, 0], dy[:, :, 0]  # (B, s, K)
-    over_x, over_y = grad_power.sum(1), grad_power.sum(2)  # summed over rows, over columns
-    s0 = over_x.sum(1)
-    s_x, s_xx = (over_x * dx).sum(1), (over_x * dx * dx).sum(1)
-    s_y, s_yy = (over_y * dy).sum(1), (over_y * dy * dy).sum(1)
+    over_rows, over_cols = grad_power.sum(1), grad_power.sum(2)
+    s_x, s_xx = (over_rows * dx).sum(1), (over_rows * dx * dx).sum(1)
+    s_y, s_yy = (over_cols * dy).sum(1), (over_cols * dy * dy).sum(1)
     s_xy = ((grad_power * dx[:, None]).sum(2) * dy).sum(1)
-    mx, my, a, b, c, o = p.unbind(-1)
-    # d(power)/d(mx) = a dx + b dy and d(v)/d(opacity) = v / opacity; padding rows have opacity 0.
-    grad_o = s0 / o.clamp(min=ALPHA_THRESHOLD)
+    _, _, a, b, c, o = p.unbind(-1)
+    # d(power)/d(mx) = a dx + b dy; d(v)/d(opacity) = v / opacity, and the padding rows have opacity 0.
+    grad_o = over_rows.sum(1) / o.clamp(min=ALPHA_THRESHOLD)
     return torch.stack([a * s_x + b * s_y, b * s_x + c * s_y, -0.5 * s_xx, -s_xy, -0.5 * s_yy, grad_o], dim=-1)

@@ -1,0 +1,129 @@
+"""Forward + backward time and peak memory of the CPU render backends on object-like scenes.
+
+Each row runs in a fresh process with 2 intra-op threads. Time is the median over ``--repeats`` runs of
+``render()`` plus ``backward()`` of a loss on colours, alphas and depths, after one warm-up run. Memory is the
+peak resident set size (``getrusage`` ``ru_maxrss``) minus the resident set size measured with ``psutil``
+just before the warm-up, so it counts everything one render allocates, torch's caching included.
+
+Example:
+    python benchmarks/render_bench.py --sizes 1000x128 5000x256 --repeats 5 --json bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import statistics
+import time
+
+import psutil
+import torch
+
+DEFAULT_SIZES = ["1000x128", "1000x256", "5000x128", "5000x256", "20000x128", "20000x256"]
+
+
+def object_scene(num_gaussians: int, size: int, seed: int = 0) -> dict:
+    """Gaussians filling the central part of a camera frustum, like a fitted object.
+
+    Depths are uniform in [2, 4]; at 256 px the footprint radii range from a few to tens of pixels
+    (half that at 128 px, as for the same object seen at a lower resolution); opacities are uniform in (0.05, 1).
+    """
+    g = torch.Generator().manual_seed(seed)
+    focal = 1.2 * size
+    depth = 2.0 + 2.0 * torch.rand(num_gaussians, generator=g)
+    xy = (torch.rand(num_gaussians, 2, generator=g) - 0.5) * 0.7 * size / focal * depth[:, None]
+    sigma_px = 0.7 * torch.exp(torch.rand(num_gaussians, 1, generator=g) * 2.3)  # 0.7 to 7 px at 256
+    anisotropy = torch.exp(torch.rand(num_gaussians, 3, generator=g) * 1.1 - 0.55)
+    scales = sigma_px * anisotropy * depth[:, None] / (1.2 * 256)
+    return {
+        "means": torch.cat([xy, depth[:, None]], dim=-1),
+        "quats": torch.randn(num_gaussians, 4, generator=g),
+        "scales": scales,
+        "opacities": 0.05 + 0.95 * torch.rand(num_gaussians, generator=g),
+        "colors": torch.rand(num_gaussians, 3, generator=g),
+        "viewmats": torch.eye(4)[None],
+        "Ks": torch.tensor([[[focal, 0.0, size / 2], [0.0, focal, size / 2], [0.0, 0.0, 1.0]]]),
+        "width": size,
+        "height": size,
+    }
+
+
+def _measure(backend: str, num_gaussians: int, size: int, repeats: int, queue) -> None:
+    from scene4d.render.render import render
+
+    torch.set_num_threads(2)
+    scene = object_scene(num_gaussians, size)
+    params = {k: scene[k].requires_grad_() for k in ("means", "quats", "scales", "opacities", "colors")}
+    g = torch.Generator().manual_seed(1)
+    weights = [torch.rand(1, size, size, d, generator=g) for d in (3, 1, 1)]
+
+    def step() -> float:
+        start = time.perf_counter()
+        out = render(**{**scene, **params}, backend=backend)
+        loss = sum((t * w).sum() for t, w in zip((out.colors, out.alphas, out.depths), weights))
+        loss.backward()
+        return time.perf_counter() - start
+
+    rss_before = psutil.Process().memory_info().rss
+    step()
+    times = [step() for _ in range(repeats)]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    queue.put({"ms": 1000 * statistics.median(times), "peak_mib": max(peak - rss_before, 0) / 2**20})
+
+
+def measure(backend: str, num_gaussians: int, size: int, repeats: int) -> dict:
+    """Run one configuration in a fresh process; returns ``{"ms": ..., "peak_mib": ...}``."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_measure, args=(backend, num_gaussians, size, repeats, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def available_backends() -> list[str]:
+    """``torch`` always, ``cpu-kernel`` when its extension builds here."""
+    try:
+        from scene4d.render.cpu_kernel import kernel_available
+    except ImportError:
+        return ["torch"]
+    return ["torch", "cpu-kernel"] if kernel_available() else ["torch"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", nargs="+", default=None, help="default: every available CPU backend")
+    parser.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES, help="NxS: N Gaussians, S x S pixels")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    args = parser.parse_args()
+    backends = args.backends or available_backends()
+
+    rows = []
+    for spec in args.sizes:
+        num_gaussians, size = (int(v) for v in spec.lower().split("x"))
+        row = {"n": num_gaussians, "size": size}
+        for backend in backends:
+            row[backend] = measure(backend, num_gaussians, size, args.repeats)
+        rows.append(row)
+
+    header = ["N", "image"] + [f"{b} ms" for b in backends] + [f"{b} peak MiB" for b in backends]
+    if len(backends) > 1:
+        header += [f"{backends[0]} / {b}" for b in backends[1:]]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        cells = [str(row["n"]), f"{row['size']}x{row['size']}"]
+        cells += [f"{row[b]['ms']:.1f}" for b in backends] + [f"{row[b]['peak_mib']:.0f}" for b in backends]
+        cells += [f"{row[backends[0]]['ms'] / row[b]['ms']:.2f}x" for b in backends[1:]]
+        print("| " + " | ".join(cells) + " |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"threads": 2, "repeats": args.repeats, "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
