@@ -26,7 +26,7 @@ class DepthConfig:
     """Long side (pixels) of the grid on which sparse depths are spread edge-aware before upsampling."""
     smoothness: float = 1.0
     """Weight of the edge-aware smoothness against the sparse depths when densifying."""
-    edge_sigma: float = 12.0
+    edge_sigma: float = 20.0
     """Colour difference (0-255 RGB units) over which the smoothness weight between neighbours falls by e^-0.5."""
     camera_height: float = 1.6
     """Scene prior: height of the camera above the ground plane, in metres (sets the scale)."""

@@ -3,7 +3,9 @@
 An object's base depth in a frame is the background depth at its contact point, the bottom-centre of its mask
 (the mean column of its lowest mask row); an object whose contact rests on another object (that object's mask
 lies just below it, e.g. a rider on a horse, a ball on a foot) takes that object's base depth. Base depths are
-median-filtered over time. The object's silhouette lies at its base depth and its inside bulges towards the
+median-filtered over time. An object whose contact row wanders over more than its own height during the clip
+(a juggled ball) is taken to be off the ground at times: it keeps, in every frame, the base depth of the frame
+where it comes lowest (its 90th-percentile contact row). The object's silhouette lies at its base depth and its inside bulges towards the
 camera: ``depth = base - bulge * R * base / fx * sqrt(1 - (1 - d / R)^2)``, with ``d`` the distance (pixels) from
 the silhouette pixels and ``R`` its largest value, i.e. an elliptic cross-section whose half-thickness is ``R``
 pixels at that depth (the relief is capped at half the base depth).
@@ -26,6 +28,33 @@ def contact_point(mask: np.ndarray) -> tuple[int, int] | None:
         return None
     row = int(rows[-1])
     return row, int(round(np.flatnonzero(mask[row]).mean()))
+
+
+def lowest_contact(masks: np.ndarray) -> tuple[int, int, int] | None:
+    """``(frame, row, column)`` of an object's contact in the frame where it comes lowest in the image (the
+    90th-percentile contact row, so a few stray mask pixels do not decide), or None if it is never visible.
+
+    Args:
+        masks: (T, H, W) bool masks of one object.
+    """
+    found = [(t, point) for t, point in ((t, contact_point(m)) for t, m in enumerate(masks)) if point]
+    if not found:
+        return None
+    found.sort(key=lambda item: item[1][0])
+    t, (row, col) = found[round(0.9 * (len(found) - 1))]
+    return t, row, col
+
+
+def leaves_the_ground(masks: np.ndarray) -> bool:
+    """Whether an object's contact row spans (5th to 95th percentile over its visible frames) more than its median
+    height, i.e. it does not stay on the ground. ``masks``: (T, H, W) bool of one object."""
+    rows = [np.flatnonzero(m.any(axis=1)) for m in masks]
+    rows = [r for r in rows if len(r)]
+    if len(rows) < 2:
+        return False
+    contacts = np.array([r[-1] for r in rows])
+    heights = np.array([r[-1] - r[0] + 1 for r in rows])
+    return float(np.percentile(contacts, 95) - np.percentile(contacts, 5)) > float(np.median(heights))
 
 
 def base_depths(background: np.ndarray, masks: np.ndarray, temporal_window: int) -> np.ndarray:
@@ -52,7 +81,9 @@ def base_depths(background: np.ndarray, masks: np.ndarray, temporal_window: int)
     smoothed = raw.copy()
     for o in range(num_objects):
         visible = np.isfinite(raw[o])
-        if visible.sum() > 1 and temporal_window > 1:
+        if leaves_the_ground(masks[o]):
+            smoothed[o, visible] = raw[o, lowest_contact(masks[o])[0]]
+        elif visible.sum() > 1 and temporal_window > 1:
             smoothed[o, visible] = np.exp(median_filter(np.log(raw[o, visible]), size=temporal_window, mode="nearest"))
     return smoothed
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from preprocess.depth.config import DepthConfig
 from preprocess.depth.geometry import triangulated_background
-from preprocess.depth.objects import base_depths, contact_point, paint_objects
+from preprocess.depth.objects import base_depths, lowest_contact, paint_objects
 from preprocess.depth.prior import fit_horizon, scene_prior_depth
 from preprocess.tracks import TracksConfig, track_points
 from scene4d.contracts.cameras import Cameras
@@ -109,19 +109,14 @@ def _scene_prior(object_masks: np.ndarray, cameras: Cameras, config: DepthConfig
 
 def _object_notes(config: DepthConfig) -> str:
     return (f"Objects stand where their mask's bottom-centre touches the background (or the object below them), "
-            f"base depths median-filtered over {config.temporal_window} frames; silhouettes at that depth, centres "
-            f"nearer by {config.bulge} x their half-thickness (rounded profile). Objects off the ground (e.g. a "
-            f"ball in the air) are placed too far, and objects cut off by the bottom edge too far as well.")
+            f"base depths median-filtered over {config.temporal_window} frames, or fixed at the frame where it comes "
+            f"lowest for an object whose contact wanders more than its height (off the ground at times); "
+            f"silhouettes at that depth, centres nearer by {config.bulge} x their half-thickness (rounded "
+            f"profile). An object cut off by the bottom edge stands on the bottom row, so it is placed too far.")
 
 
 def _lowest_contacts(object_masks: np.ndarray) -> np.ndarray:
-    """(M, 3) ``(frame, x, y)`` of each object's ground contact where it reaches its 90th-percentile lowest row."""
-    contacts = []
-    for masks in object_masks:
-        found = [(t, point) for t, point in ((t, contact_point(m)) for t, m in enumerate(masks)) if point]
-        if not found:
-            continue
-        found.sort(key=lambda item: item[1][0])
-        t, (row, col) = found[round(0.9 * (len(found) - 1))]
-        contacts.append((t, col + 0.5, row + 0.5))
-    return np.array(contacts, dtype=np.float64).reshape(-1, 3)
+    """(M, 3) ``(frame, x, y)`` of each object's contact where it comes lowest in the image."""
+    contacts = [lowest_contact(masks) for masks in object_masks]
+    return np.array([(t, col + 0.5, row + 0.5) for t, row, col in filter(None, contacts)],
+                    dtype=np.float64).reshape(-1, 3)

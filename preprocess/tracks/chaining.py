@@ -1,4 +1,5 @@
-"""Moving points one frame with dense flow: bilinear sampling, forward-backward check, prediction while lost.
+"""Point-level tools for chaining flow: DIS flow, bilinear sampling, the forward-backward check, prediction from
+neighbours while lost, Lucas-Kanade refinement and centre-weighted patch correlation.
 
 Points are ``(x, y)`` in continuous pixel coordinates (pixel ``(i, j)`` has its centre at ``(j + 0.5, i + 0.5)``).
 """
@@ -10,9 +11,11 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 PATCH_RADIUS = 4
+"""Patches compared for a point's look are (2 * PATCH_RADIUS + 1) pixels square."""
 _OFFSETS = np.arange(-PATCH_RADIUS, PATCH_RADIUS + 1)
 PATCH_WEIGHT = np.exp(-(_OFFSETS[:, None] ** 2 + _OFFSETS[None, :] ** 2) / (2 * (PATCH_RADIUS / 2) ** 2)).ravel()
 NEIGHBOURS = 8
+"""Neighbours whose affine motion carries a lost point."""
 LK_WINDOW = 11
 LK_MAX_SHIFT = 2.0
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -34,8 +37,8 @@ def sample_bilinear(field: np.ndarray, points: np.ndarray) -> np.ndarray:
     height, width = field.shape[:2]
     x = np.clip(points[:, 0] - 0.5, 0, width - 1)
     y = np.clip(points[:, 1] - 0.5, 0, height - 1)
-    x0 = np.minimum(np.floor(x).astype(np.int64), width - 2) if width > 1 else np.zeros(len(x), np.int64)
-    y0 = np.minimum(np.floor(y).astype(np.int64), height - 2) if height > 1 else np.zeros(len(y), np.int64)
+    x0 = np.clip(np.floor(x).astype(np.int64), 0, max(width - 2, 0))
+    y0 = np.clip(np.floor(y).astype(np.int64), 0, max(height - 2, 0))
     fx, fy = x - x0, y - y0
     x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
     if field.ndim == 3:
@@ -158,23 +161,19 @@ def refine_lk(source: np.ndarray, target: np.ndarray, points: np.ndarray, guess:
 
 
 def patches(gray: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Bilinear (2r+1)^2 patches around points, r = ``PATCH_RADIUS``.
+    """Bilinear (2r+1)^2 patches around points, r = ``PATCH_RADIUS``, row by row.
 
     Args:
-        gray: (H, W) uint8 or float32 image.
+        gray: (H, W) image.
         points: (M, 2) centres.
 
     Returns:
         (M, (2r+1)^2) float32.
     """
-    offsets = np.arange(-PATCH_RADIUS, PATCH_RADIUS + 1, dtype=np.float32)
-    off_y, off_x = np.meshgrid(offsets, offsets, indexing="ij")
-    size = off_x.size
-    if len(points) == 0:
-        return np.zeros((0, size), np.float32)
-    map_x = (points[:, 0:1] - 0.5 + off_x.reshape(1, -1)).astype(np.float32)
-    map_y = (points[:, 1:2] - 0.5 + off_y.reshape(1, -1)).astype(np.float32)
-    return cv2.remap(gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    off_y, off_x = np.meshgrid(_OFFSETS, _OFFSETS, indexing="ij")
+    offsets = np.stack([off_x.ravel(), off_y.ravel()], axis=-1)
+    samples = sample_bilinear(gray, (points[:, None, :] + offsets[None]).reshape(-1, 2))
+    return samples.reshape(len(points), len(offsets))
 
 
 def ncc(a: np.ndarray, b: np.ndarray) -> np.ndarray:

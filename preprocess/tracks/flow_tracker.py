@@ -1,12 +1,13 @@
 """Weight-free long-term tracks: dense DIS flow chained frame to frame, forwards and backwards from query frames.
 
-A point is visible while every step passes the forward-backward check, keeps its look (patch correlation between
-consecutive frames), stays on the image and stays inside its object's mask widened by ``mask_margin`` pixels
-(background points: ``background_band`` pixels off every object). A point that
-fails is carried along with the affine motion of its nearest reliable neighbours (same label) for up to
-``reacquire_frames`` frames; it is visible again (re-acquired) where its 9x9 patch matches the one it had when last
-seen. Query points are laid on a grid per object and on the background in several query frames; a grid cell that
-already holds a visible track of the same label gets no new point.
+A point is visible while every step passes the forward-backward check, keeps its look (centre-weighted patch
+correlation between consecutive frames), stays on the image and stays inside its object's mask widened by
+``mask_margin`` pixels (background points: ``background_band`` pixels off every object). A point that fails is
+carried along with the affine motion of its nearest visible neighbours of the same label for up to
+``reacquire_frames`` frames; it is re-acquired where, after a Lucas-Kanade step from the frame it was last seen in,
+its patch matches its last look again. Query points are laid on a grid per object and on the background in
+several query frames, away from tracks already visible there; each query is followed forwards from its frame and
+then backwards, so points that appear late get their earlier frames too.
 """
 
 from __future__ import annotations

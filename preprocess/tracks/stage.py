@@ -7,6 +7,7 @@ from preprocess.tracks.flow_tracker import track_with_flow
 from scene4d.contracts.frames import Frames
 from scene4d.contracts.masks import ObjectMasks
 from scene4d.contracts.tracks import PointTracks
+from scene4d.errors import InputError
 
 
 def track_points(frames: Frames, masks: ObjectMasks | None, config: TracksConfig
@@ -23,7 +24,7 @@ def track_points(frames: Frames, masks: ObjectMasks | None, config: TracksConfig
         the background); the backend that ran (``flow``) and a sentence saying why.
 
     Raises:
-        InputError: invalid settings, or masks that do not match the frames.
+        InputError: invalid settings, masks that do not match the frames, or frames without trackable texture.
     """
     config.check()
     if masks is not None:
@@ -31,6 +32,9 @@ def track_points(frames: Frames, masks: ObjectMasks | None, config: TracksConfig
     label_maps = None if masks is None else masks.label_map()
     object_ids = [] if masks is None else list(masks.object_ids)
     tracks = track_with_flow(frames.images, label_maps, object_ids, config)
-    reason = ("requested" if config.backend == "flow" else "auto: no learned tracker is available") + \
-        f"; DIS flow ({config.flow_preset}, finest level {config.flow_finest_scale}) chained with forward-backward checks, {tracks.num_tracks} tracks"
+    if tracks.num_tracks == 0:
+        raise InputError("tracks: no point could be tracked (are the frames flat or a single colour?)")
+    choice = "requested" if config.backend == "flow" else "auto: no learned tracker is available"
+    reason = (f"{choice}; DIS flow ({config.flow_preset}, finest level {config.flow_finest_scale}) chained with "
+              f"forward-backward checks: {tracks.num_tracks} tracks")
     return tracks, "flow", reason

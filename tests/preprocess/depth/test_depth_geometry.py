@@ -25,12 +25,12 @@ def _translating_viewmats(step=STEP, num_frames=NUM_FRAMES):
 
 
 def _wall_ground_panel(texture):
-    """A wall 8 m ahead, ground 1.5 m below the camera, a panel 4 m ahead standing on the ground."""
+    """A wall 8 m ahead, ground 1.5 m below the camera, a darker panel 4 m ahead standing on the ground."""
     panel = lambda X: (X[..., 0] > -0.9) & (X[..., 0] < 0.1) & (X[..., 1] > 0.3)  # noqa: E731
     return [
         (np.array([0, 1.0, 0]), 1.5, texture(256, 0), np.array([[1.0, 0, 0], [0, 0, 1.0]]), 40.0, None),
         (np.array([0, 0, 1.0]), 8.0, texture(256, 1), np.array([[1.0, 0, 0], [0, 1.0, 0]]), 30.0, None),
-        (np.array([0, 0, 1.0]), 4.0, texture(256, 2), np.array([[1.0, 0, 0], [0, 1.0, 0]]), 40.0, panel),
+        (np.array([0, 0, 1.0]), 4.0, 0.5 * texture(256, 2), np.array([[1.0, 0, 0], [0, 1.0, 0]]), 40.0, panel),
     ]
 
 
@@ -91,7 +91,7 @@ def test_translating_camera_gives_depth_within_a_few_percent(translating_scene):
     assert depth.metric and "cameras' units" in depth.notes
     relative = np.abs(depth.depth - truth) / truth
     confident = depth.confidence > 0.5
-    assert confident.mean() > 0.9
+    assert confident.mean() > 0.85
     # Errors concentrate in a few pixels around the panel's silhouette, where the textures give no edge.
     assert np.median(relative[confident]) < 0.02 and np.percentile(relative[confident], 90) < 0.06
 

@@ -147,6 +147,18 @@ def test_a_brief_jump_in_the_ground_contact_is_filtered_out(ground_image):
     assert depth.depth[2][masks[0, 2]].max() == pytest.approx(_ground_depth(159.5), rel=1e-5)
 
 
+def test_an_object_that_leaves_the_ground_keeps_the_depth_of_its_lowest_frame(ground_image):
+    heights = [150, 120, 90, 70, 100]  # a juggled ball, 20 pixels tall, rising and falling by 80 pixels
+    masks = np.stack([_ellipse((60, y), (10, 10)) for y in heights])[None]
+    cameras = Cameras(np.repeat(_intrinsics()[None], 5, 0), np.repeat(np.eye(4)[None], 5, 0), WIDTH, HEIGHT,
+                      method="fixed")
+    frames = Frames(np.repeat(ground_image[None], 5, 0), np.arange(5) / 30.0)
+    depth, _, _ = estimate_depth(frames, ObjectMasks(masks, [1]), cameras, None, DepthConfig(horizon=HORIZON))
+    lowest_row = int(np.flatnonzero(masks[0, 0].any(axis=1))[-1])
+    for t in range(5):
+        assert depth.depth[t][masks[0, t]].max() == pytest.approx(_ground_depth(lowest_row + 0.5), rel=1e-5)
+
+
 def test_contact_sheet_colours_near_red_and_far_blue(ground_image):
     masks = ObjectMasks(np.repeat(_ellipse((120, 130), (20, 30))[None, None], NUM_FRAMES, 1), [1])
     frames = _static_frames(ground_image)

@@ -248,6 +248,9 @@ def test_bad_inputs_are_refused_with_a_message():
         track_points(frames, None, TracksConfig(backend="cotracker3"))
     with pytest.raises(InputError, match="min_spacing"):
         track_points(frames, None, TracksConfig(min_spacing=10, max_spacing=5))
+    grey = Frames(np.full((3, HEIGHT, WIDTH, 3), 90, np.uint8), np.arange(3) / 30.0)
+    with pytest.raises(InputError, match="single colour"):
+        track_points(grey, None, TracksConfig())
 
 
 def test_contact_sheet_draws_each_visible_point_in_its_colour(free_clip):
