@@ -1,5 +1,7 @@
 """Weight-free point tracks: sampling, chaining primitives, and whole clips with known motion and an occluder."""
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ import pytest
 from preprocess.tracks import TracksConfig, contact_sheet_tracks, track_points
 from preprocess.tracks.chaining import EDGE_MARGIN, flow_step, predict_from_neighbours, sample_bilinear
 from preprocess.tracks.sampling import grid_points, remove_near, sample_queries
+from preprocess.video import VideoConfig, load_frames
 from scene4d.contracts.frames import Frames
 from scene4d.contracts.masks import ObjectMasks
 from scene4d.errors import InputError
@@ -263,3 +266,16 @@ def test_contact_sheet_draws_each_visible_point_in_its_colour(free_clip):
     visible = tracks.tracks[tracks.visibility[:, 0], 0]
     cols, rows = visible[:, 0].astype(int), visible[:, 1].astype(int)
     assert drawn[rows, cols].mean() > 0.9
+
+
+SHARED_CLIP = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "sam2gallery_05_juggle" / "frames"
+
+
+@pytest.mark.skipif(not SHARED_CLIP.is_dir(), reason="shared clips not present")
+def test_real_static_camera_clip_tracks_do_not_drift():
+    # The camera does not move; the background (most of the frame) must stay put, the juggler and leaves move.
+    frames = load_frames(SHARED_CLIP, VideoConfig(long_side=240, max_frames=16))
+    tracks, _, _ = track_points(frames, None, TracksConfig())
+    first = tracks.tracks[np.arange(tracks.num_tracks), np.argmax(tracks.visibility, axis=1)]
+    drift = np.where(tracks.visibility, np.linalg.norm(tracks.tracks - first[:, None], axis=-1), 0.0).max(axis=1)
+    assert tracks.num_tracks > 500 and np.median(drift) < 0.1 and np.mean(drift < 0.5) > 0.75
