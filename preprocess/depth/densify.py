@@ -2,8 +2,10 @@
 
 The dense map minimises ``sum_i w_i (x(p_i) - v_i)^2 + smoothness * sum_(p,q) a_pq (x_p - x_q)^2`` over a 4-connected
 grid at a reduced resolution, where ``a_pq = exp(-|I_p - I_q|^2 / (2 edge_sigma^2))`` lets values change across
-colour edges and keeps them level elsewhere (Levin et al.'s colourisation energy). The quantity spread is inverse
-depth, which is an affine function of the pixel on a plane, so a plane sampled densely is reproduced.
+colour edges and keeps them level elsewhere (Levin et al.'s colourisation energy). Samples enter the grid by
+bilinear splatting, each share scaled by the colour affinity of its cell to the sample's own, so they do not leak
+across edges either. The quantity spread is inverse depth, which is an affine function of the pixel on a plane,
+so a densely sampled plane is reproduced.
 """
 
 from __future__ import annotations
