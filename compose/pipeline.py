@@ -6,9 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from preprocess.video import VideoConfig, load_frames
+from compose import stages
+from preprocess.stages import PreprocessConfig
+from preprocess.video import VideoConfig
 from scene4d.config_loading import to_dict
 from scene4d.errors import InputError
+from scene4d.fit.config import FitConfig
 from scene4d.rundir import RunDir, StageResult
 
 
@@ -18,6 +21,25 @@ class PipelineConfig:
 
     video: VideoConfig = field(default_factory=VideoConfig)
     """Which frames are taken from the input and at what size."""
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    """Masks, tracks, cameras and depth."""
+    fit: FitConfig = field(default_factory=FitConfig)
+    """Per-object 4D Gaussian fitting."""
+
+
+@dataclass
+class PipelineInputs:
+    """What the user handed in.
+
+    Attributes:
+        video: a video file or a folder of frames.
+        masks: optional folder of per-object masks (DAVIS layout).
+        prompts: optional JSON of point/box prompts per object for the learned segmenters.
+    """
+
+    video: Path
+    masks: Path | None = None
+    prompts: Path | None = None
 
 
 @dataclass
@@ -29,42 +51,37 @@ class Stage:
         group: the part of the pipeline it belongs to (``preprocess``, ``fit``, ``compose``).
         depends_on: stages whose outputs it reads.
         settings: everything that changes its outputs (config sections, input paths).
-        run: does the work for a given input and run directory.
+        run: does the work for the given inputs and run directory.
     """
 
     name: str
     group: str
     depends_on: tuple[str, ...]
-    settings: Callable[[PipelineConfig, "PipelineInputs"], dict]
-    run: Callable[["PipelineInputs", PipelineConfig, RunDir], StageResult]
+    settings: Callable[[PipelineConfig, PipelineInputs], dict]
+    run: Callable[[PipelineInputs, PipelineConfig, RunDir], StageResult]
 
 
-@dataclass
-class PipelineInputs:
-    """What the user handed in.
-
-    Attributes:
-        video: a video file or a folder of frames.
-        masks: optional folder of per-object masks (DAVIS layout).
-    """
-
-    video: Path
-    masks: Path | None = None
-
-
-def _decode(inputs: PipelineInputs, config: PipelineConfig, run_dir: RunDir) -> StageResult:
-    frames = load_frames(inputs.video, config.video)
-    frames.save(run_dir.path("frames"))
-    metrics = {"num_frames": frames.num_frames, "width": frames.width, "height": frames.height,
-               "source_size": list(frames.source_size), "fps": frames.fps}
-    backend = "image-folder" if inputs.video.is_dir() else "pyav"
-    return StageResult(backend=backend, reason="input is a folder" if inputs.video.is_dir() else "input is a video file",
-                       outputs=["frames"], metrics=metrics)
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path.resolve())
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("decode", "preprocess", (), lambda c, i: {"input": str(i.video.resolve()), "video": to_dict(c.video)},
-          _decode),
+    Stage("decode", "preprocess", (),
+          lambda c, i: {"input": _path(i.video), "video": to_dict(c.video)}, stages.decode),
+    Stage("masks", "preprocess", ("decode",),
+          lambda c, i: {"masks_dir": _path(i.masks), "prompts": _path(i.prompts),
+                        "masks": to_dict(c.preprocess.masks), "learned": to_dict(c.preprocess.learned)},
+          stages.masks),
+    Stage("tracks", "preprocess", ("decode", "masks"),
+          lambda c, i: {"tracks": to_dict(c.preprocess.tracks), "cotracker": to_dict(c.preprocess.learned.cotracker)},
+          stages.tracks),
+    Stage("cameras", "preprocess", ("decode", "masks"),
+          lambda c, i: {"cameras": to_dict(c.preprocess.cameras)}, stages.cameras),
+    Stage("depth", "preprocess", ("decode", "masks", "tracks", "cameras"),
+          lambda c, i: {"depth": to_dict(c.preprocess.depth),
+                        "depth_anything": to_dict(c.preprocess.learned.depth_anything)}, stages.depth),
+    Stage("fit", "fit", ("decode", "masks", "tracks", "cameras", "depth"),
+          lambda c, i: {"fit": to_dict(c.fit)}, stages.fit_objects),
 )
 
 
@@ -83,4 +100,3 @@ def select_stages(spec: str) -> list[Stage]:
         raise InputError(f"unknown stage {unknown[0]!r} (stages: {', '.join(s.name for s in STAGES)}; "
                          f"groups: {', '.join(sorted({s.group for s in STAGES}))}; or all)")
     return [s for s in STAGES if s.name in wanted or s.group in wanted]
-

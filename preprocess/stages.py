@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from preprocess.cameras.config import CamerasConfig
-from preprocess.cameras.estimate import estimate_camera_motion
+from preprocess.cameras.estimate import CameraEstimate, estimate_camera_motion
 from preprocess.depth import DepthConfig, estimate_depth
 from preprocess.learned import cotracker, depth_anything, sam, sam2_video
 from preprocess.learned.prompts import check_prompts, load_prompts
@@ -79,11 +79,9 @@ def run_tracks(frames: Frames, masks: ObjectMasks | None, config: PreprocessConf
     return track_points(frames, masks, config.tracks)
 
 
-def run_cameras(frames: Frames, masks: ObjectMasks | None, config: PreprocessConfig
-                ) -> tuple[Cameras, str, str, dict, np.ndarray]:
-    """Cameras, the path that produced them, why, the report of every attempt, and SfM points (P, 3)."""
-    estimate = estimate_camera_motion(frames, masks, config.cameras)
-    return estimate.cameras, estimate.backend, estimate.reason, estimate.report, estimate.points
+def run_cameras(frames: Frames, masks: ObjectMasks | None, config: PreprocessConfig) -> CameraEstimate:
+    """Cameras, the path that produced them and why, every attempt's checks, background tracks, SfM points."""
+    return estimate_camera_motion(frames, masks, config.cameras)
 
 
 def run_depth(frames: Frames, masks: ObjectMasks | None, cameras: Cameras, tracks: PointTracks | None,
