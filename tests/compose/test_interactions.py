@@ -1,0 +1,186 @@
+import math
+
+import pytest
+import torch
+
+from compose.interactions import (InteractionConfig, fibonacci_directions, interaction_losses, median_spacing,
+                                  outer_surface, penetration_fraction, prepare_interactions, signed_distance,
+                                  weighted_total)
+from compose.scene import Scene, SceneObject
+from scene4d.dynamic_object import DynamicObject
+from scene4d.gaussians import Gaussians
+from scene4d.motion.skinning import ControlPointDeformation
+from scene4d.motion.trajectory import RigidTrajectory
+
+T = 4
+RADIUS = 0.3
+FLOOR = 0.8  # world +y points down; the cameras are above the floor
+CAMERAS = torch.tensor([[0.0, -1.0, 0.0], [0.5, -1.0, 0.0]])
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def ball(n=400, seed=0):
+    """A solid ball of Gaussian centres, with one exactly at each pole (where it touches things)."""
+    g = torch.Generator().manual_seed(seed)
+    directions = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=1)
+    poles = RADIUS * torch.cat([torch.eye(3), -torch.eye(3)])
+    return torch.cat([directions * RADIUS * torch.rand(n, 1, generator=g).pow(1 / 3), poles])
+
+
+def make_object(start, end=None, points=None):
+    """A solid ball moving linearly from ``start`` to ``end`` over the clip."""
+    points = ball() if points is None else points
+    gaussians = Gaussians.from_points(points, torch.full((points.shape[0], 3), 0.5), sh_degree=0, scale=0.03,
+                                      opacity=0.9)
+    deformation = ControlPointDeformation(points[:4].clone(), 4, radius=0.2)
+    start = torch.tensor(start)
+    end = start if end is None else torch.tensor(end)
+    # A uniform cubic B-spline with 4 knots passes through knots 1 and 2 at t = 0 and 1.
+    trajectory = RigidTrajectory(4, start + torch.linspace(-1, 2, 4)[:, None] * (end - start))
+    return DynamicObject(gaussians, deformation, trajectory)
+
+
+def floor():
+    zs, xs = torch.meshgrid(torch.linspace(1.5, 4.5, 31), torch.linspace(-1.5, 1.5, 31), indexing="ij")
+    points = torch.stack([xs.flatten(), torch.full((31 * 31,), FLOOR), zs.flatten()], dim=1)
+    return Gaussians.from_points(points, torch.full((31 * 31, 3), 0.3), sh_degree=0, scale=0.05, opacity=0.9)
+
+
+def scene_of(*models, background=None):
+    return Scene(background, [SceneObject(i + 1, f"o{i + 1}", m) for i, m in enumerate(models)], T)
+
+
+def losses_and_grads(scene, config=None):
+    config = config or InteractionConfig()
+    setup = prepare_interactions(scene, CAMERAS, config)
+    terms = interaction_losses(scene, setup, list(range(T)), config)
+    total = weighted_total(terms, config)
+    if total.requires_grad:  # all-zero terms may not reach the models at all
+        total.backward()
+    grads = [o.model.trajectory.translation_knots.grad for o in scene.objects]
+    return setup, terms, [None if g is None else g.sum(0) for g in grads]
+
+
+def test_fibonacci_directions_cover_the_sphere_evenly():
+    d = fibonacci_directions(64)
+    assert torch.allclose(d.norm(dim=1), torch.ones(64), atol=1e-6)
+    assert d.mean(0).norm() < 0.02
+
+
+def test_signed_distance_of_a_torus_which_is_not_star_shaped():
+    # Its centroid lies outside it, in the hole: orienting normals away from the centroid would fail.
+    g = torch.Generator().manual_seed(1)
+    u, v = 2 * math.pi * torch.rand(2, 3000, generator=g)
+    major, minor = 0.3, 0.1
+    points = torch.stack([(major + minor * v.cos()) * u.cos(), (major + minor * v.cos()) * u.sin(),
+                          minor * v.sin()], dim=1)
+    index, normals = outer_surface(points, fibonacci_directions(32), 4 * median_spacing(points), 8)
+    angles = torch.linspace(0, 2 * math.pi, 13)[:-1]
+    tube = torch.stack([major * angles.cos(), major * angles.sin(), torch.zeros(12)], dim=1)
+    outside = torch.cat([torch.zeros(1, 3), 1.6 * tube, tube + torch.tensor([0.0, 0.0, 0.2])])
+    sd_in, _ = signed_distance(tube, points[index], normals, 4)
+    sd_out, _ = signed_distance(outside, points[index], normals, 4)
+    assert (sd_in < -0.07).all() and (sd_in > -0.13).all()  # the tube's centre line is `minor` deep
+    assert (sd_out > 0).all()
+    assert sd_out[0] == pytest.approx(major - minor, abs=0.03)  # the hole's centre
+
+
+def test_penetration_loss_is_zero_apart_and_pushes_a_out_of_b():
+    apart = scene_of(make_object([0.0, 0.0, 3.0]), make_object([0.7, 0.0, 3.0], points=ball(seed=1)))
+    _, terms, _ = losses_and_grads(apart)
+    assert terms["penetration"] == 0.0
+
+    values = []
+    for distance in (0.45, 0.3):
+        scene = scene_of(make_object([0.0, 0.0, 3.0]), make_object([distance, 0.0, 3.0], points=ball(seed=1)))
+        _, terms, (grad_a, grad_b) = losses_and_grads(scene)
+        values.append(terms["penetration"].item())
+        # Gradient descent moves A away from B (-x) and B away from A (+x).
+        assert grad_a[0] > 3 * grad_a[1:].abs().max()
+        assert -grad_b[0] > 3 * grad_b[1:].abs().max()
+    assert 0 < values[0] < values[1]
+
+
+def test_background_penetration_is_zero_on_the_floor_and_pushes_a_sunk_object_up():
+    resting = scene_of(make_object([0.0, FLOOR - RADIUS, 3.0]), background=floor())
+    _, terms, _ = losses_and_grads(resting)
+    assert terms["background_penetration"] == 0.0
+
+    sunk = scene_of(make_object([0.0, FLOOR - RADIUS + 0.12, 3.0]), background=floor())
+    _, terms, (grad,) = losses_and_grads(sunk)
+    assert terms["background_penetration"] > 0
+    assert grad[1] > 3 * grad[[0, 2]].abs().max()  # descent moves it up (-y)
+
+
+def test_contact_keeps_a_resting_object_on_the_floor_until_it_clearly_leaves():
+    resting = scene_of(make_object([0.0, FLOOR - RADIUS, 3.0]), background=floor())
+    setup, terms, _ = losses_and_grads(resting)
+    assert len(setup.contacts) == 1 and setup.contacts[0].active.all()
+    assert terms["contact"] == 0.0
+
+    # Drifts up by 0.05 (within the release distance, 0.15 x extent ~ 0.09): pulled back down.
+    drifting = scene_of(make_object([0.0, FLOOR - RADIUS, 3.0], [0.0, FLOOR - RADIUS - 0.05, 3.0]),
+                        background=floor())
+    setup, terms, (grad,) = losses_and_grads(drifting)
+    assert setup.contacts[0].active.all() and terms["contact"] > 0
+    assert -grad[1] > 3 * grad[[0, 2]].abs().max()  # descent moves it down (+y)
+
+    # Jumps off by 0.6: the contact ends once the gap passes the release distance.
+    jumping = scene_of(make_object([0.0, FLOOR - RADIUS, 3.0], [0.0, FLOOR - RADIUS - 0.6, 3.0]),
+                       background=floor())
+    setup, _, _ = losses_and_grads(jumping)
+    assert setup.contacts[0].active.tolist() == [True, False, False, False]
+
+    # Floating from the start, well above the floor: no contact at all.
+    floating = scene_of(make_object([0.0, FLOOR - RADIUS - 0.3, 3.0]), background=floor())
+    setup, terms, _ = losses_and_grads(floating)
+    assert setup.contacts == [] and terms["contact"] == 0.0
+
+
+def test_anchors_hold_objects_in_contact_together():
+    together = scene_of(make_object([0.0, 0.0, 3.0], [0.2, 0.0, 3.0]),
+                        make_object([0.61, 0.0, 3.0], [0.81, 0.0, 3.0], points=ball(seed=1)))
+    setup, terms, _ = losses_and_grads(together)
+    assert len(setup.anchors) == 1 and setup.anchors[0].active.all()
+    assert terms["anchors"] < 1e-10
+
+    drifting = scene_of(make_object([0.0, 0.0, 3.0]),
+                        make_object([0.61, 0.0, 3.0], [0.66, 0.0, 3.0], points=ball(seed=1)))
+    setup, terms, (grad_a, grad_b) = losses_and_grads(drifting)
+    assert setup.anchors[0].active.all() and terms["anchors"] > 0
+    assert grad_b[0] > 3 * grad_b[1:].abs().max()  # descent pulls B back towards A (-x)
+    assert -grad_a[0] > 3 * grad_a[1:].abs().max()  # and A towards B
+
+    apart = scene_of(make_object([0.0, 0.0, 3.0]), make_object([1.0, 0.0, 3.0], points=ball(seed=1)))
+    assert prepare_interactions(apart, CAMERAS, InteractionConfig()).anchors == []
+
+
+def shell(n=600, seed=0):
+    """A hollow sphere of Gaussian centres, like a fitted object's surface."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=1) * RADIUS
+
+
+def test_penetration_fraction_matches_the_analytic_overlap():
+    a_points, b_points = shell(seed=0), shell(seed=1)
+    distance = 0.3
+    scene = scene_of(make_object([0.0, 0.0, 3.0], points=a_points),
+                     make_object([distance, 0.0, 3.0], points=b_points),
+                     background=floor())
+    fractions = penetration_fraction(scene, 0.0, CAMERAS)
+    inside_b = float(((a_points - torch.tensor([distance, 0.0, 0.0])).norm(dim=1) < RADIUS).float().mean())
+    inside_a = float(((b_points + torch.tensor([distance, 0.0, 0.0])).norm(dim=1) < RADIUS).float().mean())
+    assert fractions[(1, 2)] == pytest.approx(inside_b, abs=0.04)
+    assert fractions[(2, 1)] == pytest.approx(inside_a, abs=0.04)
+    assert fractions[(1, 0)] == 0.0 and fractions[(2, 0)] == 0.0  # high above the floor
+
+    sunk = scene_of(make_object([0.0, FLOOR - RADIUS + 0.2, 3.0], points=a_points), background=floor())
+    below = float((a_points[:, 1] > RADIUS - 0.2).float().mean())
+    assert penetration_fraction(sunk, 0.0, CAMERAS)[(1, 0)] == pytest.approx(below, abs=0.04)
