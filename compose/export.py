@@ -231,8 +231,8 @@ def export_scene(scene: Scene, cameras: Cameras, folder: str | Path, frames_dir:
         points = colors = None
         if config.colmap_points and scene.background is not None:
             background = scene.background
-            points = background.get_means().detach().double().numpy()
-            rgb = sh0_to_rgb(background.params["sh0"][:, 0].detach()).clamp(0.0, 1.0)
+            points = background.get_means().detach().cpu().double().numpy()
+            rgb = sh0_to_rgb(background.params["sh0"][:, 0].detach().cpu()).clamp(0.0, 1.0)
             colors = (rgb * 255.0 + 0.5).to(torch.uint8).numpy()
         write_colmap_text(cameras, folder / "colmap", names, points, colors)
         written += [folder / "colmap" / n for n in ("cameras.txt", "images.txt", "points3D.txt")]

@@ -111,7 +111,7 @@ def scene_center(scene: Scene, time: float) -> torch.Tensor:
     has_objects = any(obj.visible for obj in scene.objects)
     with torch.no_grad():
         posed = scene.posed(time, include_background=not has_objects)
-    return posed.means.median(dim=0).values
+    return posed.means.median(dim=0).values.cpu()
 
 
 def standard_paths(scene: Scene, cameras: Cameras, config: NovelViewConfig
@@ -164,9 +164,11 @@ def render_path(scene: Scene, path: CameraPath, width: int, height: int,
     Yields:
         F :class:`PathFrame`, in path order.
     """
-    viewmats, Ks = path.viewmats.float(), path.Ks.float()
+    parts = ([scene.background] if scene.background is not None else []) + [o.model.gaussians for o in scene.objects]
+    device = parts[0].device if parts else torch.device("cpu")
+    viewmats, Ks = path.viewmats.to(device, torch.float32), path.Ks.to(device, torch.float32)
     times = path.times.tolist()
-    background = torch.tensor(background_color, dtype=torch.float32)
+    background = torch.tensor(background_color, dtype=torch.float32, device=device)
     start = 0
     while start < len(times):
         stop = start + 1
@@ -176,11 +178,11 @@ def render_path(scene: Scene, path: CameraPath, width: int, height: int,
             out, labels = scene.render(times[start], viewmats[start:stop], Ks[start:stop], width, height,
                                        backgrounds=background.expand(stop - start, 3), with_labels=with_labels,
                                        backend=backend, **select)
-        rgb = (out.colors.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).numpy()
-        drawn = out.alphas[..., 0] > 0.5
-        depth = torch.where(drawn, out.depths[..., 0], torch.zeros(())).numpy()
+        rgb = (out.colors.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+        depth = torch.where(out.alphas[..., 0] > 0.5, out.depths[..., 0], 0.0).cpu().numpy()
+        labels = None if labels is None else labels.cpu().numpy()
         for c in range(stop - start):
-            yield PathFrame(rgb[c], depth[c], None if labels is None else labels[c].numpy())
+            yield PathFrame(rgb[c], depth[c], None if labels is None else labels[c])
         start = stop
 
 
