@@ -4,7 +4,16 @@
 // alpha = min(0.999, opacity * exp(min(power, 0))), dropped below 1/255; a Gaussian that would bring
 // the transmittance to 1e-4 or below ends the pixel. Every expression that reaches an output is written
 // in the reference's order of operations so that float results match it to rounding.
-#include <torch/extension.h>
+//
+// Pixels are processed a vector of a tile row at a time with ATen's Vectorized (whose exp is the SLEEF one
+// that torch.exp uses); per-pixel state lives in 16x16 tile arrays, one plane per quantity.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/cpu/vec/vec.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/csrc/utils/pybind.h>
 
 #include <omp.h>
 
@@ -13,7 +22,6 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
-#include <tuple>
 #include <vector>
 
 #if defined(__SSE2__)
@@ -28,8 +36,8 @@ constexpr double kAlphaThreshold = 1.0 / 255.0;
 constexpr double kAlphaMax = 0.999;
 constexpr double kTransmittanceMin = 1e-4;
 constexpr double kDepthEps = 1e-10;
-// Slack on the footprint boxes and on the pre-exp power test: both only prune work, so they err wide
-// enough that rounding (float32 included) can never drop a contribution the exact test would keep.
+// Slack on the footprint boxes: they only prune work, so they err wide enough that rounding (float32
+// included) can never drop a contribution that the exact alpha test would keep.
 constexpr double kPowerSlack = 1e-4;
 constexpr double kBoxSlackRel = 1e-4;
 constexpr double kBoxSlackAbs = 1e-2;
@@ -50,72 +58,99 @@ class FlushDenormals {
 int num_threads() { return std::max(1, at::get_num_threads()); }
 
 struct Binning {
-  torch::Tensor boxes;         // (C, N, 4) int32 inclusive pixel box x0, x1, y0, y1 (x0 > x1: not drawn)
-  torch::Tensor power_floor;   // (C, N) below this power the alpha is surely under the threshold
-  torch::Tensor tile_offsets;  // (C * tiles + 1) int64 start of each tile's list in isect
-  torch::Tensor isect;         // (M,) int32 Gaussian index, each tile's list front to back
+  at::Tensor boxes;         // (C, N, 4) int32 inclusive pixel box x0, x1, y0, y1 (x0 > x1: not drawn)
+  at::Tensor tile_offsets;  // (C * tiles + 1) int64 start of each tile's list in isect
+  at::Tensor isect;         // (M,) int32 Gaussian index, each tile's list front to back
 };
 
-// Conservative pixel box of the region where alpha >= kAlphaThreshold: the ellipse
-// d^T conic d <= 2 ln(opacity / threshold), widened slightly; the whole image when the conic is not
-// positive definite (then the reference's power clamp can make alpha large anywhere).
-template <typename scalar_t>
-void footprint(const scalar_t* mean, const scalar_t* conic, scalar_t opacity, int width, int height,
-               int32_t* box, scalar_t* power_floor) {
-  box[0] = 0, box[1] = -1, box[2] = 0, box[3] = -1;
-  *power_floor = 0;
-  const double mx = mean[0], my = mean[1], op = opacity;
-  if (!(opacity >= static_cast<scalar_t>(kAlphaThreshold)) || !std::isfinite(mx) || !std::isfinite(my)) return;
-  const double log_ratio = std::log(op / kAlphaThreshold);
-  *power_floor = static_cast<scalar_t>(-log_ratio - kPowerSlack);
-  const double a = conic[0], b = conic[1], c = conic[2];
-  const double det = a * c - b * b;
-  double x0 = 0, x1 = width - 1, y0 = 0, y1 = height - 1;
-  if (det > 0 && a > 0 && c > 0 && std::isfinite(det)) {
-    const double r2 = 2.0 * (log_ratio + kPowerSlack);
-    const double ex = std::sqrt(r2 * c / det) * (1 + kBoxSlackRel) + kBoxSlackAbs;
-    const double ey = std::sqrt(r2 * a / det) * (1 + kBoxSlackRel) + kBoxSlackAbs;
-    // Pixel j is drawn when its centre j + 0.5 lies within [m - e, m + e].
-    x0 = std::max(x0, std::ceil(mx - ex - 0.5));
-    x1 = std::min(x1, std::floor(mx + ex - 0.5));
-    y0 = std::max(y0, std::ceil(my - ey - 0.5));
-    y1 = std::min(y1, std::floor(my + ey - 0.5));
+// The region where a Gaussian's alpha can reach kAlphaThreshold: d^T conic d <= r2 with
+// r2 = 2 ln(opacity / threshold), slightly widened; everywhere when the conic is not positive definite
+// (then the reference's power clamp can make alpha large anywhere).
+struct Footprint {
+  double mx, my, a, b, c, r2;
+  bool ellipse;
+
+  // Whether the region reaches a pixel centre of [x0, x1] x [y0, y1]. The quadratic form is convex, so its
+  // minimum over the rectangle of centres is 0 at the mean if inside, else on an edge at the clamped vertex.
+  bool meets(int x0, int x1, int y0, int y1) const {
+    if (!ellipse) return true;
+    const double u0 = x0 + 0.5 - mx - kBoxSlackAbs, u1 = x1 + 0.5 - mx + kBoxSlackAbs;
+    const double v0 = y0 + 0.5 - my - kBoxSlackAbs, v1 = y1 + 0.5 - my + kBoxSlackAbs;
+    if (u0 <= 0 && 0 <= u1 && v0 <= 0 && 0 <= v1) return true;
+    const auto q = [this](double u, double v) { return a * u * u + 2 * b * u * v + c * v * v; };
+    for (const double v : {v0, v1})
+      if (q(std::clamp(-b * v / a, u0, u1), v) <= r2) return true;
+    for (const double u : {u0, u1})
+      if (q(u, std::clamp(-b * u / c, v0, v1)) <= r2) return true;
+    return false;
   }
-  if (!(x0 <= x1 && y0 <= y1)) return;
+};
+
+// The footprint and its inclusive pixel box x0, x1, y0, y1 within the image (x0 > x1 when nothing is drawn).
+template <typename scalar_t>
+Footprint footprint(const scalar_t* mean, const scalar_t* conic, scalar_t opacity, int width, int height,
+                    int32_t* box) {
+  box[0] = 0, box[1] = -1, box[2] = 0, box[3] = -1;
+  Footprint f{mean[0], mean[1], conic[0], conic[1], conic[2], 0.0, false};
+  if (!(opacity >= static_cast<scalar_t>(kAlphaThreshold)) || !std::isfinite(f.mx) || !std::isfinite(f.my)) return f;
+  f.r2 = 2.0 * (std::log(static_cast<double>(opacity) / kAlphaThreshold) + kPowerSlack);
+  const double det = f.a * f.c - f.b * f.b;
+  f.ellipse = det > 0 && f.a > 0 && f.c > 0 && std::isfinite(det);
+  double x0 = 0, x1 = width - 1, y0 = 0, y1 = height - 1;
+  if (f.ellipse) {
+    const double ex = std::sqrt(f.r2 * f.c / det) * (1 + kBoxSlackRel) + kBoxSlackAbs;
+    const double ey = std::sqrt(f.r2 * f.a / det) * (1 + kBoxSlackRel) + kBoxSlackAbs;
+    // Pixel j is drawn when its centre j + 0.5 lies within [m - e, m + e].
+    x0 = std::max(x0, std::ceil(f.mx - ex - 0.5));
+    x1 = std::min(x1, std::floor(f.mx + ex - 0.5));
+    y0 = std::max(y0, std::ceil(f.my - ey - 0.5));
+    y1 = std::min(y1, std::floor(f.my + ey - 0.5));
+  }
+  if (!(x0 <= x1 && y0 <= y1)) return f;
   box[0] = static_cast<int32_t>(x0), box[1] = static_cast<int32_t>(x1);
   box[2] = static_cast<int32_t>(y0), box[3] = static_cast<int32_t>(y1);
+  return f;
+}
+
+// Calls fn(tile index) for each tile of the box that the footprint reaches.
+template <typename Fn>
+void for_each_tile(const int32_t* box, const Footprint& f, int tiles_x, Fn&& fn) {
+  for (int ty = box[2] / kTile; ty <= box[3] / kTile; ++ty)
+    for (int tx = box[0] / kTile; tx <= box[1] / kTile; ++tx)
+      if (f.meets(std::max(tx * kTile, box[0]), std::min(tx * kTile + kTile - 1, box[1]),
+                  std::max(ty * kTile, box[2]), std::min(ty * kTile + kTile - 1, box[3])))
+        fn(ty * tiles_x + tx);
 }
 
 template <typename scalar_t>
-Binning bin_gaussians(const torch::Tensor& means2d, const torch::Tensor& conics, const torch::Tensor& opacities,
-                      const torch::Tensor& depths, const torch::Tensor& radii, int width, int height) {
+Binning bin_gaussians(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& opacities,
+                      const at::Tensor& depths, const at::Tensor& radii, int width, int height) {
   const int64_t cams = depths.size(0), n = depths.size(1);
   const int tiles_x = (width + kTile - 1) / kTile, tiles_y = (height + kTile - 1) / kTile;
   const int64_t tiles = static_cast<int64_t>(tiles_x) * tiles_y;
   Binning out;
-  out.boxes = torch::empty({cams, n, 4}, torch::kInt32);
-  out.power_floor = torch::empty({cams, n}, means2d.options());
+  out.boxes = at::empty({cams, n, 4}, at::kInt);
   const scalar_t* mean = means2d.data_ptr<scalar_t>();
   const scalar_t* conic = conics.data_ptr<scalar_t>();
   const scalar_t* opac = opacities.data_ptr<scalar_t>();
   const scalar_t* depth = depths.data_ptr<scalar_t>();
   const int32_t* rad = radii.data_ptr<int32_t>();
   int32_t* box = out.boxes.data_ptr<int32_t>();
-  scalar_t* pfloor = out.power_floor.data_ptr<scalar_t>();
+  std::vector<Footprint> prints(cams * n);
 
 #pragma omp parallel for schedule(static) num_threads(num_threads())
   for (int64_t i = 0; i < cams * n; ++i) {
-    footprint<scalar_t>(mean + 2 * i, conic + 3 * i, opac[i], width, height, box + 4 * i, pfloor + i);
+    prints[i] = footprint<scalar_t>(mean + 2 * i, conic + 3 * i, opac[i], width, height, box + 4 * i);
     if (rad[2 * i] <= 0 || rad[2 * i + 1] <= 0) box[4 * i] = 0, box[4 * i + 1] = -1;
   }
 
-  // Per camera: drawn Gaussians in depth order (ties by index, NaN last, like a stable argsort), then
-  // each tile's list filled in that order so that it comes out sorted.
-  std::vector<std::vector<int32_t>> order(cams);
+  // Per camera: drawn Gaussians in depth order (ties by index, NaN last, like a stable argsort) and the
+  // (tile, Gaussian) pairs in that order, which a counting sort by tile then groups into sorted tile lists.
+  std::vector<std::vector<std::pair<int32_t, int32_t>>> hits(cams);
   std::vector<int64_t> counts(cams * tiles + 1, 0);
 #pragma omp parallel for schedule(dynamic) num_threads(num_threads())
   for (int64_t cam = 0; cam < cams; ++cam) {
-    std::vector<int32_t>& ids = order[cam];
+    std::vector<int32_t> ids;
     for (int64_t g = 0; g < n; ++g)
       if (box[4 * (cam * n + g)] <= box[4 * (cam * n + g) + 1]) ids.push_back(static_cast<int32_t>(g));
     const scalar_t* z = depth + cam * n;
@@ -123,24 +158,21 @@ Binning bin_gaussians(const torch::Tensor& means2d, const torch::Tensor& conics,
       return std::isnan(z[j]) ? !std::isnan(z[i]) : z[i] < z[j];
     });
     int64_t* count = counts.data() + 1 + cam * tiles;
-    for (int32_t g : ids) {
-      const int32_t* bx = box + 4 * (cam * n + g);
-      for (int ty = bx[2] / kTile; ty <= bx[3] / kTile; ++ty)
-        for (int tx = bx[0] / kTile; tx <= bx[1] / kTile; ++tx) ++count[ty * tiles_x + tx];
-    }
+    for (int32_t g : ids)
+      for_each_tile(box + 4 * (cam * n + g), prints[cam * n + g], tiles_x, [&](int32_t t) {
+        ++count[t];
+        hits[cam].emplace_back(t, g);
+      });
   }
   std::partial_sum(counts.begin(), counts.end(), counts.begin());
-  out.tile_offsets = torch::from_blob(counts.data(), {cams * tiles + 1}, torch::kInt64).clone();
-  out.isect = torch::empty({counts.back()}, torch::kInt32);
+  out.tile_offsets = at::empty({cams * tiles + 1}, at::kLong);
+  std::copy(counts.begin(), counts.end(), out.tile_offsets.data_ptr<int64_t>());
+  out.isect = at::empty({counts.back()}, at::kInt);
   int32_t* isect = out.isect.data_ptr<int32_t>();
 #pragma omp parallel for schedule(dynamic) num_threads(num_threads())
   for (int64_t cam = 0; cam < cams; ++cam) {
     std::vector<int64_t> cursor(counts.begin() + cam * tiles, counts.begin() + (cam + 1) * tiles);
-    for (int32_t g : order[cam]) {
-      const int32_t* bx = box + 4 * (cam * n + g);
-      for (int ty = bx[2] / kTile; ty <= bx[3] / kTile; ++ty)
-        for (int tx = bx[0] / kTile; tx <= bx[1] / kTile; ++tx) isect[cursor[ty * tiles_x + tx]++] = g;
-    }
+    for (const auto& [t, g] : hits[cam]) isect[cursor[t]++] = g;
   }
   return out;
 }
@@ -148,41 +180,15 @@ Binning bin_gaussians(const torch::Tensor& means2d, const torch::Tensor& conics,
 // One Gaussian's parameters, read once per tile.
 template <typename scalar_t>
 struct Splat {
-  scalar_t mx, my, a, b, c, opacity, min_power, z;
+  scalar_t mx, my, a, b, c, opacity, z;
   int x0, x1, y0, y1;  // box clipped to the tile
-  // In double for the row spans: the ellipse power >= min_power is d^T conic d <= r2.
-  double inv_a, det, r2;
-  bool ellipse;
 
-  Splat(const scalar_t* means2d, const scalar_t* conics, const scalar_t* opacities, const scalar_t* power_floor,
-        const scalar_t* depths, const int32_t* boxes, int64_t i, int px0, int px1, int py0, int py1)
+  Splat(const scalar_t* means2d, const scalar_t* conics, const scalar_t* opacities, const scalar_t* depths,
+        const int32_t* boxes, int64_t i, int px0, int px1, int py0, int py1)
       : mx(means2d[2 * i]), my(means2d[2 * i + 1]), a(conics[3 * i]), b(conics[3 * i + 1]), c(conics[3 * i + 2]),
-        opacity(opacities[i]), min_power(power_floor[i]), z(depths[i]),
+        opacity(opacities[i]), z(depths[i]),
         x0(std::max(boxes[4 * i], px0)), x1(std::min(boxes[4 * i + 1], px1)),
-        y0(std::max(boxes[4 * i + 2], py0)), y1(std::min(boxes[4 * i + 3], py1)) {
-    det = static_cast<double>(a) * c - static_cast<double>(b) * b;
-    ellipse = det > 0 && a > 0 && c > 0 && std::isfinite(det);
-    inv_a = 1.0 / a;
-    r2 = -2.0 * min_power;
-  }
-
-  scalar_t power(scalar_t dx, scalar_t dy) const {
-    return static_cast<scalar_t>(-0.5) * (a * dx * dx + c * dy * dy) - b * dx * dy;
-  }
-
-  // Columns [*xa, *xb] of row y that the ellipse can reach (widened like the boxes); false if none.
-  bool row_span(int y, int* xa, int* xb) const {
-    *xa = x0, *xb = x1;
-    if (!ellipse) return x0 <= x1;
-    const double dy = y + 0.5 - static_cast<double>(my);
-    const double disc = a * r2 - det * dy * dy;
-    if (!(disc >= 0)) return false;
-    const double half = std::sqrt(disc) * inv_a * (1 + kBoxSlackRel) + kBoxSlackAbs;
-    const double centre = static_cast<double>(mx) - b * dy * inv_a - 0.5;
-    *xa = static_cast<int>(std::max(static_cast<double>(x0), std::ceil(centre - half)));
-    *xb = static_cast<int>(std::min(static_cast<double>(x1), std::floor(centre + half)));
-    return *xa <= *xb;
-  }
+        y0(std::max(boxes[4 * i + 2], py0)), y1(std::min(boxes[4 * i + 3], py1)) {}
 };
 
 // Geometry of one (camera, tile) work item.
@@ -200,23 +206,68 @@ struct TileGeometry {
   int64_t pixel(int x, int y, int width, int height) const { return (cam * height + y) * width + x; }
 };
 
+
 template <typename scalar_t>
-std::vector<torch::Tensor> forward_impl(const torch::Tensor& means2d, const torch::Tensor& conics,
-                                        const torch::Tensor& opacities, const torch::Tensor& colors,
-                                        const torch::Tensor& depths, const torch::Tensor& radii,
-                                        const torch::Tensor& backgrounds, int width, int height) {
+using Vec = at::vec::Vectorized<scalar_t>;
+
+// Sum of the lanes, always in the same order.
+template <typename scalar_t>
+scalar_t lane_sum(const Vec<scalar_t>& v) {
+  scalar_t lanes[Vec<scalar_t>::size()];
+  v.store(lanes);
+  scalar_t sum = 0;
+  for (int i = 0; i < Vec<scalar_t>::size(); ++i) sum += lanes[i];
+  return sum;
+}
+
+// No lane of the mask is set.
+template <typename scalar_t>
+bool none(const Vec<scalar_t>& mask) {
+  return mask.zero_mask() == (1 << Vec<scalar_t>::size()) - 1;
+}
+
+// The Gaussian's power -0.5 d^T conic d at the pixel centres of one vector of a row.
+template <typename scalar_t>
+struct RowChunk {
+  Vec<scalar_t> dx, power;
+
+  RowChunk(const Splat<scalar_t>& s, int x, const Vec<scalar_t>& dy, const Vec<scalar_t>& c_dy_dy) {
+    dx = Vec<scalar_t>::arange(static_cast<scalar_t>(x) + static_cast<scalar_t>(0.5), scalar_t(1)) - Vec<scalar_t>(s.mx);
+    power = Vec<scalar_t>(-0.5) * (Vec<scalar_t>(s.a) * dx * dx + c_dy_dy) - Vec<scalar_t>(s.b) * dx * dy;
+  }
+};
+
+// Calls body(dy, c*dy*dy, local index, x) for each vector of the tile rows that the Gaussian's box covers.
+template <typename scalar_t, typename Body>
+void for_each_chunk(const Splat<scalar_t>& s, const TileGeometry& tile, Body&& body) {
+  constexpr int lanes = Vec<scalar_t>::size();
+  static_assert(kTile % lanes == 0, "tile rows must split into whole vectors");
+  for (int y = s.y0; y <= s.y1; ++y) {
+    const Vec<scalar_t> dy(static_cast<scalar_t>(y) + static_cast<scalar_t>(0.5) - s.my);
+    const Vec<scalar_t> c_dy_dy = Vec<scalar_t>(s.c) * dy * dy;
+    for (int cx = (s.x0 - tile.px0) / lanes * lanes; cx <= s.x1 - tile.px0; cx += lanes)
+      body(dy, c_dy_dy, (y - tile.py0) * kTile + cx, tile.px0 + cx);
+  }
+}
+
+template <typename scalar_t>
+std::vector<at::Tensor> forward_impl(const at::Tensor& means2d, const at::Tensor& conics,
+                                     const at::Tensor& opacities, const at::Tensor& colors,
+                                     const at::Tensor& depths, const at::Tensor& radii,
+                                     const at::Tensor& backgrounds, int width, int height) {
+  using V = Vec<scalar_t>;
   const int64_t cams = depths.size(0), n = depths.size(1), dim = colors.size(2);
   const Binning bins = bin_gaussians<scalar_t>(means2d, conics, opacities, depths, radii, width, height);
   const auto opts = means2d.options();
-  torch::Tensor out_colors = torch::empty({cams, height, width, dim}, opts);
-  torch::Tensor out_alphas = torch::empty({cams, height, width, 1}, opts);
-  torch::Tensor out_depths = torch::empty({cams, height, width, 1}, opts);
-  torch::Tensor final_t = torch::empty({cams, height, width}, opts);
-  torch::Tensor counts = torch::empty({cams, height, width}, torch::kInt32);
+  at::Tensor out_colors = at::empty({cams, height, width, dim}, opts);
+  at::Tensor out_alphas = at::empty({cams, height, width, 1}, opts);
+  at::Tensor out_depths = at::empty({cams, height, width, 1}, opts);
+  at::Tensor final_t = at::empty({cams, height, width}, opts);
+  at::Tensor counts = at::empty({cams, height, width}, at::kInt);
 
   const scalar_t *mean = means2d.data_ptr<scalar_t>(), *conic = conics.data_ptr<scalar_t>();
   const scalar_t *opac = opacities.data_ptr<scalar_t>(), *color = colors.data_ptr<scalar_t>();
-  const scalar_t *depth = depths.data_ptr<scalar_t>(), *pfloor = bins.power_floor.data_ptr<scalar_t>();
+  const scalar_t *depth = depths.data_ptr<scalar_t>();
   const scalar_t* bg = backgrounds.numel() ? backgrounds.data_ptr<scalar_t>() : nullptr;
   const int32_t* box = bins.boxes.data_ptr<int32_t>();
   const int64_t* offsets = bins.tile_offsets.data_ptr<int64_t>();
@@ -227,83 +278,97 @@ std::vector<torch::Tensor> forward_impl(const torch::Tensor& means2d, const torc
 
   const int tiles_x = (width + kTile - 1) / kTile;
   const int64_t tiles = static_cast<int64_t>(tiles_x) * ((height + kTile - 1) / kTile);
-  const scalar_t alpha_min = kAlphaThreshold, alpha_max = kAlphaMax, t_min = kTransmittanceMin;
+  // Per-pixel list positions are kept in scalar_t lanes, exact up to 2^digits.
+  int64_t longest = 0;
+  for (int64_t t = 0; t < cams * tiles; ++t) longest = std::max(longest, offsets[t + 1] - offsets[t]);
+  TORCH_CHECK(longest < (int64_t{1} << std::numeric_limits<scalar_t>::digits), "a tile overlaps ", longest,
+              " Gaussians, too many to count in ", means2d.scalar_type());
+  const V zero(0), one(1), alpha_min(kAlphaThreshold), alpha_max(kAlphaMax), t_min(kTransmittanceMin);
   const scalar_t depth_eps = kDepthEps;
 
 #pragma omp parallel num_threads(num_threads())
   {
     FlushDenormals ftz;
-    std::vector<scalar_t> trans(kTilePixels), acc_w(kTilePixels), acc_z(kTilePixels), acc_c(kTilePixels * dim);
-    std::vector<int32_t> count(kTilePixels);
-    std::vector<uint8_t> active(kTilePixels);
+    // Planes of kTilePixels: transmittance, sum w, sum w z, list count, live mask, then sum w colour.
+    std::vector<scalar_t> buffer(kTilePixels * (5 + dim));
+    scalar_t* trans = buffer.data();
+    scalar_t* acc_w = trans + kTilePixels;
+    scalar_t* acc_z = acc_w + kTilePixels;
+    scalar_t* count = acc_z + kTilePixels;
+    scalar_t* live = count + kTilePixels;
+    scalar_t* acc_c = live + kTilePixels;
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < cams * tiles; ++item) {
       const TileGeometry tile(item, tiles, tiles_x, width, height, offsets);
-      std::fill(trans.begin(), trans.end(), scalar_t(1));
-      std::fill(acc_w.begin(), acc_w.end(), scalar_t(0));
-      std::fill(acc_z.begin(), acc_z.end(), scalar_t(0));
-      std::fill(acc_c.begin(), acc_c.end(), scalar_t(0));
-      std::fill(count.begin(), count.end(), 0);
-      std::fill(active.begin(), active.end(), uint8_t(1));
+      std::fill(trans, trans + kTilePixels, scalar_t(1));
+      std::fill(acc_w, live, scalar_t(0));
+      std::fill(acc_c, acc_c + kTilePixels * dim, scalar_t(0));
+      // A live lane has all bits set (a mask); lanes past the image edge never are.
+      const V all_set = V(0) == V(0);
+      std::fill(live, live + kTilePixels, scalar_t(0));
+      for (int y = tile.py0; y <= tile.py1; ++y)
+        for (int x = tile.px0; x <= tile.px1; ++x) all_set.store(live + tile.local(x, y), 1);
       int remaining = (tile.px1 - tile.px0 + 1) * (tile.py1 - tile.py0 + 1);
       for (int64_t j = tile.begin; j < tile.end && remaining > 0; ++j) {
         const int64_t g = tile.cam * n + isect[j];
-        const Splat<scalar_t> s(mean, conic, opac, pfloor, depth, box, g, tile.px0, tile.px1, tile.py0, tile.py1);
+        const Splat<scalar_t> s(mean, conic, opac, depth, box, g, tile.px0, tile.px1, tile.py0, tile.py1);
         const scalar_t* col = color + g * dim;
-        for (int y = s.y0; y <= s.y1; ++y) {
-          const scalar_t dy = (static_cast<scalar_t>(y) + static_cast<scalar_t>(0.5)) - s.my;
-          int xa, xb;
-          if (!s.row_span(y, &xa, &xb)) continue;
-          for (int x = xa; x <= xb; ++x) {
-            const int p = tile.local(x, y);
-            if (!active[p]) continue;
-            const scalar_t dx = (static_cast<scalar_t>(x) + static_cast<scalar_t>(0.5)) - s.mx;
-            const scalar_t power = s.power(dx, dy);
-            if (power < s.min_power) continue;
-            const scalar_t alpha = std::min(s.opacity * std::exp(std::min(power, scalar_t(0))), alpha_max);
-            if (!(alpha >= alpha_min)) continue;
-            const scalar_t next_t = trans[p] * (scalar_t(1) - alpha);
-            if (!(next_t > t_min)) {
-              active[p] = 0;
-              --remaining;
-              continue;
-            }
-            const scalar_t w = alpha * trans[p];
-            acc_w[p] += w;
-            acc_z[p] += w * s.z;
-            for (int64_t k = 0; k < dim; ++k) acc_c[p * dim + k] += w * col[k];
-            trans[p] = next_t;
-            count[p] = static_cast<int32_t>(j - tile.begin + 1);
+        const V opacity(s.opacity), z(s.z), position(static_cast<scalar_t>(j - tile.begin + 1));
+        for_each_chunk(s, tile, [&](const V& dy, const V& c_dy_dy, int p, int x) {
+          const V live_now = V::loadu(live + p);
+          if (none(live_now)) return;
+          const RowChunk<scalar_t> r(s, x, dy, c_dy_dy);
+          const V alpha = at::vec::minimum(opacity * at::vec::minimum(r.power, zero).exp(), alpha_max);
+          const V valid = (alpha >= alpha_min) & live_now;
+          if (none(valid)) return;
+          const V t = V::loadu(trans + p);
+          const V next_t = t * (one - alpha);
+          const V drawn = valid & (next_t > t_min);
+          const V ended = valid ^ drawn;
+          if (!none(ended)) {
+            remaining -= __builtin_popcount(~ended.zero_mask() & ((1 << V::size()) - 1));
+            (V::loadu(live + p) ^ ended).store(live + p);
           }
-        }
+          if (none(drawn)) return;
+          const V w = V::blendv(zero, alpha * t, drawn);
+          (V::loadu(acc_w + p) + w).store(acc_w + p);
+          (V::loadu(acc_z + p) + w * z).store(acc_z + p);
+          for (int64_t k = 0; k < dim; ++k) {
+            scalar_t* plane = acc_c + k * kTilePixels + p;
+            (V::loadu(plane) + w * V(col[k])).store(plane);
+          }
+          V::blendv(t, next_t, drawn).store(trans + p);
+          V::blendv(V::loadu(count + p), position, drawn).store(count + p);
+        });
       }
       for (int y = tile.py0; y <= tile.py1; ++y)
         for (int x = tile.px0; x <= tile.px1; ++x) {
           const int p = tile.local(x, y);
           const int64_t pix = tile.pixel(x, y, width, height);
-          for (int64_t k = 0; k < dim; ++k)
-            o_color[pix * dim + k] =
-                bg ? acc_c[p * dim + k] + (scalar_t(1) - acc_w[p]) * bg[tile.cam * dim + k] : acc_c[p * dim + k];
+          for (int64_t k = 0; k < dim; ++k) {
+            const scalar_t c = acc_c[k * kTilePixels + p];
+            o_color[pix * dim + k] = bg ? c + (scalar_t(1) - acc_w[p]) * bg[tile.cam * dim + k] : c;
+          }
           o_alpha[pix] = acc_w[p];
           o_depth[pix] = acc_z[p] / std::max(acc_w[p], depth_eps);
           o_t[pix] = trans[p];
-          o_count[pix] = count[p];
+          o_count[pix] = static_cast<int32_t>(count[p]);
         }
     }
   }
-  return {out_colors, out_alphas, out_depths, final_t, counts, bins.boxes, bins.power_floor, bins.tile_offsets,
-          bins.isect};
+  return {out_colors, out_alphas, out_depths, final_t, counts, bins.boxes, bins.tile_offsets, bins.isect};
 }
 
 // Gradient slots per intersection: means2d (2), conic (3), opacity, depth, then the D colour channels.
 constexpr int kGradMean = 0, kGradConic = 2, kGradOpacity = 5, kGradDepth = 6, kGradColor = 7;
 
 template <typename scalar_t>
-std::vector<torch::Tensor> backward_impl(const std::vector<torch::Tensor>& in, int width, int height) {
-  const torch::Tensor &means2d = in[0], &conics = in[1], &opacities = in[2], &colors = in[3], &depths = in[4];
-  const torch::Tensor &backgrounds = in[5], &out_alphas = in[6], &out_depths = in[7], &final_t = in[8];
-  const torch::Tensor &counts = in[9], &boxes = in[10], &power_floor = in[11], &tile_offsets = in[12];
-  const torch::Tensor &isect_t = in[13], &v_colors = in[14], &v_alphas = in[15], &v_depths = in[16];
+std::vector<at::Tensor> backward_impl(const std::vector<at::Tensor>& in, int width, int height) {
+  using V = Vec<scalar_t>;
+  const at::Tensor &means2d = in[0], &conics = in[1], &opacities = in[2], &colors = in[3], &depths = in[4];
+  const at::Tensor &backgrounds = in[5], &out_alphas = in[6], &out_depths = in[7], &final_t = in[8];
+  const at::Tensor &counts = in[9], &boxes = in[10], &tile_offsets = in[11], &isect_t = in[12];
+  const at::Tensor &v_colors = in[13], &v_alphas = in[14], &v_depths = in[15];
   const int64_t cams = depths.size(0), n = depths.size(1), dim = colors.size(2);
   const int64_t slots = kGradColor + dim, m = isect_t.numel();
   const int tiles_x = (width + kTile - 1) / kTile;
@@ -312,12 +377,12 @@ std::vector<torch::Tensor> backward_impl(const std::vector<torch::Tensor>& in, i
   const bool has_bg = backgrounds.numel() > 0;
   // Per-intersection and per-tile partial sums, reduced below in a fixed order: deterministic for any
   // thread count, with no atomics.
-  torch::Tensor isect_grads = torch::zeros({m, slots}, opts);
-  torch::Tensor tile_bg_grads = torch::zeros({cams * tiles, has_bg ? dim : 0}, opts);
+  at::Tensor isect_grads = at::zeros({m, slots}, opts);
+  at::Tensor tile_bg_grads = at::zeros({cams * tiles, has_bg ? dim : 0}, opts);
 
   const scalar_t *mean = means2d.data_ptr<scalar_t>(), *conic = conics.data_ptr<scalar_t>();
   const scalar_t *opac = opacities.data_ptr<scalar_t>(), *color = colors.data_ptr<scalar_t>();
-  const scalar_t *depth = depths.data_ptr<scalar_t>(), *pfloor = power_floor.data_ptr<scalar_t>();
+  const scalar_t *depth = depths.data_ptr<scalar_t>();
   const scalar_t* bg = has_bg ? backgrounds.data_ptr<scalar_t>() : nullptr;
   const scalar_t *alpha_out = out_alphas.data_ptr<scalar_t>(), *depth_out = out_depths.data_ptr<scalar_t>();
   const scalar_t* t_final = final_t.data_ptr<scalar_t>();
@@ -328,20 +393,27 @@ std::vector<torch::Tensor> backward_impl(const std::vector<torch::Tensor>& in, i
   const int32_t* isect = isect_t.data_ptr<int32_t>();
   scalar_t* grads = isect_grads.data_ptr<scalar_t>();
   scalar_t* bg_grads = tile_bg_grads.data_ptr<scalar_t>();
-  const scalar_t alpha_min = kAlphaThreshold, alpha_max = kAlphaMax, depth_eps = kDepthEps;
+  const V zero(0), one(1), half(0.5), alpha_min(kAlphaThreshold), alpha_max(kAlphaMax);
+  const scalar_t depth_eps = kDepthEps;
 
 #pragma omp parallel num_threads(num_threads())
   {
     FlushDenormals ftz;
-    // Per pixel: transmittance in front of the current Gaussian, the sum over the Gaussians behind it
-    // of g_k w_k / T (the 3DGS backward's running term), the scalar part of dL/dw, dL/d(sum w z), dL/dcolor.
-    std::vector<scalar_t> trans(kTilePixels), behind(kTilePixels), v_w(kTilePixels), v_z(kTilePixels);
-    std::vector<scalar_t> v_c(kTilePixels * dim), g(slots);
-    std::vector<int32_t> last(kTilePixels, 0);
+    // Planes of kTilePixels: the transmittance in front of the current Gaussian, the 3DGS running sum over
+    // the Gaussians behind it, dL/dw without the colour and depth terms, dL/d(sum w z), the list count,
+    // then dL/dcolour per channel.
+    std::vector<scalar_t> buffer(kTilePixels * (5 + dim));
+    scalar_t* trans = buffer.data();
+    scalar_t* behind = trans + kTilePixels;
+    scalar_t* v_w = behind + kTilePixels;
+    scalar_t* v_z = v_w + kTilePixels;
+    scalar_t* last = v_z + kTilePixels;
+    scalar_t* v_c = last + kTilePixels;
+    std::vector<V> g_col(dim);
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < cams * tiles; ++item) {
       const TileGeometry tile(item, tiles, tiles_x, width, height, offsets);
-      std::fill(last.begin(), last.end(), 0);
+      std::fill(buffer.begin(), buffer.end(), scalar_t(0));  // lanes past the image edge stay inert
       int32_t max_last = 0;
       for (int y = tile.py0; y <= tile.py1; ++y)
         for (int x = tile.px0; x <= tile.px1; ++x) {
@@ -351,7 +423,7 @@ std::vector<torch::Tensor> backward_impl(const std::vector<torch::Tensor>& in, i
           scalar_t va = v_alpha[pix];
           for (int64_t k = 0; k < dim; ++k) {
             const scalar_t vc = v_color[pix * dim + k];
-            v_c[p * dim + k] = vc;
+            v_c[k * kTilePixels + p] = vc;
             if (bg) {
               va -= vc * bg[tile.cam * dim + k];
               bg_grads[item * dim + k] += vc * (scalar_t(1) - alpha);
@@ -362,60 +434,64 @@ std::vector<torch::Tensor> backward_impl(const std::vector<torch::Tensor>& in, i
           v_w[p] = va;
           v_z[p] = vd / std::max(alpha, depth_eps);
           trans[p] = t_final[pix];
-          behind[p] = 0;
-          last[p] = count[pix];
-          max_last = std::max(max_last, last[p]);
+          last[p] = static_cast<scalar_t>(count[pix]);
+          max_last = std::max(max_last, count[pix]);
         }
       for (int32_t j = max_last - 1; j >= 0; --j) {
         const int64_t g_idx = tile.cam * n + isect[tile.begin + j];
-        const Splat<scalar_t> s(mean, conic, opac, pfloor, depth, box, g_idx, tile.px0, tile.px1, tile.py0, tile.py1);
+        const Splat<scalar_t> s(mean, conic, opac, depth, box, g_idx, tile.px0, tile.px1, tile.py0, tile.py1);
         const scalar_t* col = color + g_idx * dim;
-        std::fill(g.begin(), g.end(), scalar_t(0));
-        for (int y = s.y0; y <= s.y1; ++y) {
-          const scalar_t dy = (static_cast<scalar_t>(y) + static_cast<scalar_t>(0.5)) - s.my;
-          int xa, xb;
-          if (!s.row_span(y, &xa, &xb)) continue;
-          for (int x = xa; x <= xb; ++x) {
-            const int p = tile.local(x, y);
-            if (j >= last[p]) continue;
-            const scalar_t dx = (static_cast<scalar_t>(x) + static_cast<scalar_t>(0.5)) - s.mx;
-            const scalar_t power = s.power(dx, dy);
-            if (power < s.min_power) continue;
-            const scalar_t gauss = std::exp(std::min(power, scalar_t(0)));
-            const scalar_t raw = s.opacity * gauss;
-            const scalar_t alpha = std::min(raw, alpha_max);
-            if (!(alpha >= alpha_min)) continue;
-            const scalar_t one_minus = scalar_t(1) - alpha;
-            const scalar_t t = trans[p] / one_minus;
-            trans[p] = t;
-            const scalar_t w = alpha * t;
-            scalar_t v_weight = v_w[p] + v_z[p] * s.z;
-            for (int64_t k = 0; k < dim; ++k) {
-              v_weight += v_c[p * dim + k] * col[k];
-              g[kGradColor + k] += w * v_c[p * dim + k];
-            }
-            g[kGradDepth] += w * v_z[p];
-            const scalar_t v_alpha_i = t * (v_weight - behind[p]);
-            behind[p] = alpha * v_weight + one_minus * behind[p];
-            if (!(raw <= alpha_max)) continue;  // clamped at ALPHA_MAX: no gradient to the Gaussian
-            g[kGradOpacity] += v_alpha_i * gauss;
-            if (!(power <= 0)) continue;
-            const scalar_t v_power = v_alpha_i * raw;
-            g[kGradMean] += v_power * (s.a * dx + s.b * dy);
-            g[kGradMean + 1] += v_power * (s.b * dx + s.c * dy);
-            g[kGradConic] += static_cast<scalar_t>(-0.5) * v_power * dx * dx;
-            g[kGradConic + 1] -= v_power * dx * dy;
-            g[kGradConic + 2] += static_cast<scalar_t>(-0.5) * v_power * dy * dy;
+        const V opacity(s.opacity), z(s.z), a(s.a), b(s.b), c(s.c), position(static_cast<scalar_t>(j));
+        V g_mx(0), g_my(0), g_a(0), g_b(0), g_c(0), g_opacity(0), g_z(0);
+        std::fill(g_col.begin(), g_col.end(), zero);
+        for_each_chunk(s, tile, [&](const V& dy, const V& c_dy_dy, int p, int x) {
+          const V listed = position < V::loadu(last + p);
+          if (none(listed)) return;
+          const RowChunk<scalar_t> r(s, x, dy, c_dy_dy);
+          const V gauss = at::vec::minimum(r.power, zero).exp();
+          const V raw = opacity * gauss;
+          const V alpha = at::vec::minimum(raw, alpha_max);
+          const V valid = listed & (alpha >= alpha_min);
+          if (none(valid)) return;
+          const V one_minus = one - alpha;
+          const V t_behind = V::loadu(trans + p);
+          const V t = t_behind / one_minus;
+          V::blendv(t_behind, t, valid).store(trans + p);
+          const V w = V::blendv(zero, alpha * t, valid);
+          const V vz = V::loadu(v_z + p);
+          V v_weight = V::loadu(v_w + p) + vz * z;
+          for (int64_t k = 0; k < dim; ++k) {
+            const V vc = V::loadu(v_c + k * kTilePixels + p);
+            v_weight = v_weight + vc * V(col[k]);
+            g_col[k] = g_col[k] + w * vc;
           }
-        }
-        std::copy(g.begin(), g.end(), grads + (tile.begin + j) * slots);
+          g_z = g_z + w * vz;
+          const V sum_behind = V::loadu(behind + p);
+          const V v_alpha_i = t * (v_weight - sum_behind);
+          V::blendv(sum_behind, alpha * v_weight + one_minus * sum_behind, valid).store(behind + p);
+          // No gradient through an alpha clamped at ALPHA_MAX, nor through a power clamped at 0.
+          const V unclamped = valid & (raw <= alpha_max);
+          g_opacity = g_opacity + V::blendv(zero, v_alpha_i * gauss, unclamped);
+          const V v_power = V::blendv(zero, v_alpha_i * raw, unclamped & (r.power <= zero));
+          const V& dx = r.dx;
+          g_mx = g_mx + v_power * (a * dx + b * dy);
+          g_my = g_my + v_power * (b * dx + c * dy);
+          g_a = g_a - half * v_power * dx * dx;
+          g_b = g_b - v_power * dx * dy;
+          g_c = g_c - half * v_power * dy * dy;
+        });
+        scalar_t* out = grads + (tile.begin + j) * slots;
+        out[kGradMean] = lane_sum(g_mx), out[kGradMean + 1] = lane_sum(g_my);
+        out[kGradConic] = lane_sum(g_a), out[kGradConic + 1] = lane_sum(g_b), out[kGradConic + 2] = lane_sum(g_c);
+        out[kGradOpacity] = lane_sum(g_opacity), out[kGradDepth] = lane_sum(g_z);
+        for (int64_t k = 0; k < dim; ++k) out[kGradColor + k] = lane_sum(g_col[k]);
       }
     }
   }
 
-  torch::Tensor v_means2d = torch::zeros({cams, n, 2}, opts), v_conics = torch::zeros({cams, n, 3}, opts);
-  torch::Tensor v_opacities = torch::zeros({cams, n}, opts), v_gdepths = torch::zeros({cams, n}, opts);
-  torch::Tensor v_gcolors = torch::zeros({cams, n, dim}, opts), v_bg = torch::zeros({cams, dim}, opts);
+  at::Tensor v_means2d = at::zeros({cams, n, 2}, opts), v_conics = at::zeros({cams, n, 3}, opts);
+  at::Tensor v_opacities = at::zeros({cams, n}, opts), v_gdepths = at::zeros({cams, n}, opts);
+  at::Tensor v_gcolors = at::zeros({cams, n, dim}, opts), v_bg = at::zeros({cams, dim}, opts);
   scalar_t *o_mean = v_means2d.data_ptr<scalar_t>(), *o_conic = v_conics.data_ptr<scalar_t>();
   scalar_t *o_opac = v_opacities.data_ptr<scalar_t>(), *o_depth = v_gdepths.data_ptr<scalar_t>();
   scalar_t *o_color = v_gcolors.data_ptr<scalar_t>(), *o_bg = v_bg.data_ptr<scalar_t>();
@@ -437,11 +513,11 @@ std::vector<torch::Tensor> backward_impl(const std::vector<torch::Tensor>& in, i
   return {v_means2d, v_conics, v_opacities, v_gcolors, v_gdepths, v_bg};
 }
 
-std::vector<torch::Tensor> rasterize_forward(const torch::Tensor& means2d, const torch::Tensor& conics,
-                                             const torch::Tensor& opacities, const torch::Tensor& colors,
-                                             const torch::Tensor& depths, const torch::Tensor& radii,
-                                             const torch::Tensor& backgrounds, int64_t width, int64_t height) {
-  std::vector<torch::Tensor> out;
+std::vector<at::Tensor> rasterize_forward(const at::Tensor& means2d, const at::Tensor& conics,
+                                             const at::Tensor& opacities, const at::Tensor& colors,
+                                             const at::Tensor& depths, const at::Tensor& radii,
+                                             const at::Tensor& backgrounds, int64_t width, int64_t height) {
+  std::vector<at::Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "rasterize_forward", [&] {
     out = forward_impl<scalar_t>(means2d, conics, opacities, colors, depths, radii, backgrounds,
                                  static_cast<int>(width), static_cast<int>(height));
@@ -449,9 +525,9 @@ std::vector<torch::Tensor> rasterize_forward(const torch::Tensor& means2d, const
   return out;
 }
 
-std::vector<torch::Tensor> rasterize_backward(const std::vector<torch::Tensor>& tensors, int64_t width,
+std::vector<at::Tensor> rasterize_backward(const std::vector<at::Tensor>& tensors, int64_t width,
                                               int64_t height) {
-  std::vector<torch::Tensor> out;
+  std::vector<at::Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(tensors[0].scalar_type(), "rasterize_backward", [&] {
     out = backward_impl<scalar_t>(tensors, static_cast<int>(width), static_cast<int>(height));
   });
