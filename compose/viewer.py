@@ -151,16 +151,20 @@ class Viewer:
         self.scene, self.config = scene, config or ViewerConfig()
         self._lock = threading.Lock()
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
-        self.frame = 0
-        self.background = None
-        if scene.background is not None:
-            with torch.no_grad():
-                posed = scene.posed(0.0, include_background=True, object_ids=[])
-            self.background = self.server.scene.add_gaussian_splats("/background", **splat_arrays(posed))
-        self.objects = {obj.object_id: self.server.scene.add_gaussian_splats(
-            f"/objects/{obj.object_id}", **self._object_arrays(obj)) for obj in scene.objects}
-        self.frustums = self._add_cameras(cameras, frames_dir) if cameras is not None else []
-        self._add_gui()
+        try:
+            self.frame = 0
+            self.background = None
+            if scene.background is not None:
+                with torch.no_grad():
+                    posed = scene.posed(0.0, include_background=True, object_ids=[])
+                self.background = self.server.scene.add_gaussian_splats("/background", **splat_arrays(posed))
+            self.objects = {obj.object_id: self.server.scene.add_gaussian_splats(
+                f"/objects/{obj.object_id}", **self._object_arrays(obj)) for obj in scene.objects}
+            self.frustums = self._add_cameras(cameras, frames_dir) if cameras is not None else []
+            self._add_gui()
+        except BaseException:
+            self.server.stop()  # the server runs in its own thread and would keep the process alive
+            raise
 
     def _object_arrays(self, obj: SceneObject) -> dict[str, np.ndarray]:
         time_ = float(normalized_time(self.frame, self.scene.num_frames))
@@ -184,6 +188,13 @@ class Viewer:
             handle = self.objects[object_id]
             if visible and not handle.visible:
                 handle.set_gaussians(**self._object_arrays(self.scene.object(object_id)))
+            handle.visible = visible
+
+    def show_background(self, visible: bool) -> None:
+        self.background.visible = visible
+
+    def show_cameras(self, visible: bool) -> None:
+        for handle in self.frustums:
             handle.visible = visible
 
     def _add_cameras(self, cameras: Cameras, frames_dir: Path | None) -> list:
@@ -220,16 +231,14 @@ class Viewer:
             self.toggles = {}
             if self.background is not None:
                 self.toggles["background"] = gui.add_checkbox("background", True)
-                self.toggles["background"].on_update(lambda event: setattr(self.background, "visible",
-                                                                             event.target.value))
+                self.toggles["background"].on_update(lambda event: self.show_background(event.target.value))
             for obj in self.scene.objects:
                 box = gui.add_checkbox(f"{obj.object_id}: {obj.name}", True)
                 box.on_update(lambda event, i=obj.object_id: self.show_object(i, event.target.value))
                 self.toggles[obj.object_id] = box
             if self.frustums:
                 self.toggles["cameras"] = gui.add_checkbox("input cameras", True)
-                self.toggles["cameras"].on_update(lambda event: [setattr(h, "visible", event.target.value)
-                                                                 for h in self.frustums])
+                self.toggles["cameras"].on_update(lambda event: self.show_cameras(event.target.value))
 
     def step_playback(self) -> None:
         """Advance the slider by one frame (looping) when "play" is on."""
@@ -267,7 +276,7 @@ def serve(run_root: str | Path, port: int = 8080, host: str = "127.0.0.1", block
     viewer = Viewer(scene, host, port, config, cameras, frames_dir)
     if not block:
         return viewer
-    print(f"viewer: http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}  (Ctrl-C stops it)")
+    print(f"viewer: http://{host}:{port}  (Ctrl-C stops it)")
     try:
         while True:
             time.sleep(1.0 / config.playback_fps)

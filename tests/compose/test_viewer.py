@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from compose.scene import PosedScene, Scene, SceneObject
+from compose.scene import PosedScene
 from compose.viewer import Viewer, build_viewer_scene, camera_frustums, splat_arrays
 from scene4d.contracts.cameras import Cameras
 from scene4d.conventions import normalized_time, project_points
@@ -148,15 +148,15 @@ def test_server_scrubs_toggles_and_stops(tmp_path):
         viewer.time_slider.value = 3
         with torch.no_grad():
             expected = splat_arrays(scene.posed(float(normalized_time(3, T)), include_background=False))
+            first = splat_arrays(scene.posed(0.0, include_background=False))
         np.testing.assert_allclose(handle.centers, expected["centers"], atol=1e-6)
-        assert not np.allclose(expected["centers"], splat_arrays(scene.posed(0.0, include_background=False))["centers"])
+        assert not np.allclose(expected["centers"], first["centers"])
         viewer.toggles[1].value = False
         assert not handle.visible
         viewer.time_slider.value = 0  # hidden objects are not re-posed ...
         np.testing.assert_allclose(handle.centers, expected["centers"], atol=1e-6)
         viewer.toggles[1].value = True  # ... until they are shown again
-        np.testing.assert_allclose(handle.centers, splat_arrays(scene.posed(0.0, include_background=False))["centers"],
-                                   atol=1e-6)
+        np.testing.assert_allclose(handle.centers, first["centers"], atol=1e-6)
         viewer.toggles["background"].value = False
         assert not viewer.background.visible
         assert len(viewer.frustums) == T
