@@ -129,12 +129,13 @@ def _segments(lists, carry, grid, dummy):
     terminated. Segments lengthen as tiles drop out, keeping chunks near ``chunk_elements`` pairs.
     """
     listed, starts, lengths = lists
-    pixels, chunk_elements = grid[2] ** 2, grid[3]
+    per_tile = max(1, grid[3] // grid[2] ** 2)  # list entries of one tile within the budget
     live, first = torch.nonzero(lengths).squeeze(1), 0
     while len(live):
-        size = max(MIN_SEGMENT, chunk_elements // (pixels * len(live)))
+        longest = int(lengths[live].max()) - first
+        size = min(per_tile, longest, max(MIN_SEGMENT, per_tile // len(live)))
         slot = first + torch.arange(size, device=listed.device)
-        for batch in torch.split(live, max(1, chunk_elements // (pixels * size))):
+        for batch in torch.split(live, max(1, per_tile // size)):
             pos = (starts[batch, None] + slot).clamp(max=len(listed) - 1)
             yield batch, torch.where(slot < lengths[batch, None], listed[pos], dummy)
         first += size
