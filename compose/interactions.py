@@ -23,7 +23,10 @@ Losses (all zero when satisfied; lengths relative to the object's extent, so wei
   ``contact_distance``) keeps them on it: ``relu(gap - tol)^2`` while the contact lasts -- until the initial
   trajectory's gap exceeds ``release_distance`` (hysteresis, so small drifts are corrected and real jumps kept);
 - ``anchors`` (AvatarGO's contact anchors): pairs of Gaussians of two objects that touch when the objects
-  first meet keep their offset ``x_a - x_b`` while the contact lasts (same hysteresis).
+  first meet keep their offset ``x_a - x_b`` while the contact lasts (same hysteresis): the offset at each
+  frame is compared with the offset at the frame the contact starts, both from the current models. So the
+  objects move together, while their relative placement itself stays free -- the penetration loss may still
+  separate two objects that met interpenetrating, consistently over the contact.
 
 Contacts are detected once, from the scene before refinement (:func:`prepare_interactions`); the losses are then
 evaluated on the moving scene (:func:`interaction_losses`).
@@ -219,7 +222,7 @@ class AnchorPairs:
     Attributes:
         object_a, object_b: the objects.
         index_a, index_b: (P,) Gaussians of each, paired.
-        offsets: (P, 3) ``x_a - x_b`` when the contact starts.
+        start: frame where the contact starts (the offsets there are the reference).
         active: (T,) bool frames where the contact lasts.
     """
 
@@ -227,7 +230,7 @@ class AnchorPairs:
     object_b: int
     index_a: torch.Tensor
     index_b: torch.Tensor
-    offsets: torch.Tensor
+    start: int
     active: torch.Tensor
 
 
@@ -306,7 +309,7 @@ def prepare_interactions(scene: Scene, camera_centers: torch.Tensor, config: Int
                                        camera_centers.float(), config, generator)
             if support is not None:
                 setup.support[obj.object_id] = support
-                contact = _detect_support_contact(obj.object_id, means[:, setup.queries[obj.object_id]],
+                contact = _detect_support_contact(obj.object_id, means, setup.queries[obj.object_id],
                                                   support, extent, config)
                 if contact is not None:
                     setup.contacts.append(contact)
@@ -318,16 +321,16 @@ def prepare_interactions(scene: Scene, camera_centers: torch.Tensor, config: Int
     return setup
 
 
-def _detect_support_contact(object_id, query_tracks, support, extent, config):
+def _detect_support_contact(object_id, tracks, queries, support, extent, config):
     points, normals = support
-    sds = torch.stack([signed_distance(q, points, normals, config.sdf_neighbours)[0] for q in query_tracks])
+    sds = torch.stack([signed_distance(q, points, normals, config.sdf_neighbours)[0] for q in tracks[:, queries]])
     gaps = sds.amin(1)  # (T,)
     candidates = (gaps[:config.contact_frames] <= config.contact_distance * extent).nonzero()[:, 0]
     if candidates.numel() == 0:
         return None
     start = int(candidates[0])
     lowest = sds[start] <= gaps[start] + config.tolerance * extent
-    return SupportContact(object_id, lowest.nonzero()[:, 0],
+    return SupportContact(object_id, queries[lowest],
                           _active_span(gaps, start, config.release_distance * extent))
 
 
@@ -347,7 +350,7 @@ def _detect_anchors(id_a, id_b, tracks, setup, config):
         cols[distances[start, rows, cols] <= config.contact_distance * scale]
     offsets = ta[start, rows] - tb[start, cols]
     drift = torch.linalg.norm(ta[:, rows] - tb[:, cols] - offsets, dim=-1).mean(1)
-    return AnchorPairs(id_a, id_b, qa[rows], qb[cols], offsets,
+    return AnchorPairs(id_a, id_b, qa[rows], qb[cols], start,
                        _active_span(drift, start, config.release_distance * scale))
 
 
@@ -372,8 +375,15 @@ def interaction_losses(scene: Scene, setup: InteractionSetup, frames: list[int],
     terms = {"penetration": zero, "background_penetration": zero, "contact": zero, "anchors": zero}
     ids = list(setup.queries)
     directions = fibonacci_directions(config.directions)
+    posed: dict[tuple[int, int], torch.Tensor] = {}
+
+    def means_at(object_id: int, frame: int) -> torch.Tensor:
+        if (object_id, frame) not in posed:
+            posed[(object_id, frame)] = _object_means(scene, object_id, frame)
+        return posed[(object_id, frame)]
+
     for frame in frames:
-        means = {i: _object_means(scene, i, frame) for i in ids}
+        means = {i: means_at(i, frame) for i in ids}
         surfaces = {}
         for i in ids:
             samples = means[i][setup.samples[i]]
@@ -411,7 +421,9 @@ def interaction_losses(scene: Scene, setup: InteractionSetup, frames: list[int],
         for pair in setup.anchors:
             if pair.active[frame]:
                 scale = min(setup.extents[pair.object_a], setup.extents[pair.object_b])
-                drift = means[pair.object_a][pair.index_a] - means[pair.object_b][pair.index_b] - pair.offsets
+                offsets = means_at(pair.object_a, pair.start)[pair.index_a] - \
+                    means_at(pair.object_b, pair.start)[pair.index_b]
+                drift = means[pair.object_a][pair.index_a] - means[pair.object_b][pair.index_b] - offsets
                 terms["anchors"] = terms["anchors"] + (drift / scale).square().sum(-1).mean()
     return {name: value / max(len(frames), 1) for name, value in terms.items()}
 
