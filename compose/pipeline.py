@@ -7,12 +7,27 @@ from pathlib import Path
 from typing import Callable
 
 from compose import stages
+from compose.background import BackgroundConfig
+from compose.export import ExportConfig
+from compose.novel_views import NovelViewConfig
+from compose.placement import PlacementConfig
+from compose.refine import RefineConfig
 from preprocess.stages import PreprocessConfig
 from preprocess.video import VideoConfig
 from scene4d.config_loading import to_dict
 from scene4d.errors import InputError
 from scene4d.fit.config import FitConfig
 from scene4d.rundir import RunDir, StageResult
+
+
+@dataclass
+class ComposeConfig:
+    """How the fitted parts become one scene."""
+
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
+    """Robust scale of each object along the camera rays to agree with the scene depth."""
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    """Joint refinement with the interaction constraints (iterations=0 turns it off)."""
 
 
 @dataclass
@@ -25,6 +40,14 @@ class PipelineConfig:
     """Masks, tracks, cameras and depth."""
     fit: FitConfig = field(default_factory=FitConfig)
     """Per-object 4D Gaussian fitting."""
+    background: BackgroundConfig = field(default_factory=BackgroundConfig)
+    """The static background's Gaussians."""
+    compose: ComposeConfig = field(default_factory=lambda: ComposeConfig())
+    """Placement of the objects in one world and interaction refinement."""
+    views: NovelViewConfig = field(default_factory=NovelViewConfig)
+    """Novel-view videos."""
+    export: ExportConfig = field(default_factory=ExportConfig)
+    """Standard files (PLY, transforms.json, COLMAP text)."""
 
 
 @dataclass
@@ -82,6 +105,12 @@ STAGES: tuple[Stage, ...] = (
                         "depth_anything": to_dict(c.preprocess.learned.depth_anything)}, stages.depth),
     Stage("fit", "fit", ("decode", "masks", "tracks", "cameras", "depth"),
           lambda c, i: {"fit": to_dict(c.fit)}, stages.fit_objects),
+    Stage("background", "fit", ("decode", "masks", "cameras", "depth"),
+          lambda c, i: {"background": to_dict(c.background)}, stages.background),
+    Stage("compose", "compose", ("fit", "background"),
+          lambda c, i: {"compose": to_dict(c.compose)}, stages.compose_scene),
+    Stage("views", "compose", ("compose",), lambda c, i: {"views": to_dict(c.views)}, stages.views),
+    Stage("export", "compose", ("compose",), lambda c, i: {"export": to_dict(c.export)}, stages.export),
 )
 
 

@@ -30,7 +30,6 @@ import copy
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
@@ -47,7 +46,7 @@ from scene4d.motion import spline
 class PlacementConfig:
     """How each object's scale along the camera rays is fitted."""
 
-    target: Literal["depth", "contact"] = "depth"
+    target: str = "depth"
     """``depth``: the depth maps inside the object's mask; ``contact``: the background's rendered depth just
     below the bottom of the object's mask (where it touches the ground; assumes the camera is upright)."""
     min_confidence: float = 0.5

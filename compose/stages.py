@@ -14,12 +14,15 @@ from preprocess.masks.contact_sheet import contact_sheet_masks
 from preprocess.stages import run_cameras, run_depth, run_masks, run_tracks
 from preprocess.tracks import contact_sheet_tracks
 from preprocess.video import load_frames
-from scene4d.atomic import write_bytes_atomic, write_json_atomic
+from compose.scene import Scene, SceneObject
+from compose.scene_io import load_scene, save_scene
+from scene4d.atomic import atomic_directory, write_bytes_atomic, write_json_atomic
 from scene4d.contracts.cameras import Cameras
 from scene4d.contracts.frames import Frames
 from scene4d.contracts.depth import DepthMaps
 from scene4d.contracts.masks import ObjectMasks
 from scene4d.contracts.tracks import PointTracks
+from scene4d.ply import load_ply, save_ply
 from scene4d.render.render import resolve_backend
 from scene4d.rundir import RunDir, StageResult
 
@@ -135,3 +138,80 @@ def fit_objects(inputs, config, run_dir: RunDir) -> StageResult:
     backend = resolve_backend(config.fit.backend, torch.device("cpu"))
     return StageResult(backend=backend, reason=f"render backend for fit.backend={config.fit.backend}",
                        outputs=outputs, metrics=per_object)
+
+
+def background(inputs, config, run_dir: RunDir) -> StageResult:
+    """Fit the static background's Gaussians over all frames (objects excluded, unseen regions inpainted)."""
+    from compose.background import fit_background
+
+    frames = Frames.load(run_dir.path("frames"))
+    result = fit_background(frames, load_masks(run_dir), DepthMaps.load(run_dir.path("depth")),
+                            Cameras.load(run_dir.path("cameras")), config.background)
+    with atomic_directory(run_dir.path("background")) as tmp:
+        save_ply(tmp / "background.ply", result.gaussians)
+        (tmp / "fit.json").write_text(json.dumps({"history": result.history, "stage_seconds": result.stage_seconds,
+                                                  "metrics": result.metrics}, indent=2, default=float) + "\n")
+    backend = resolve_backend(config.background.backend, torch.device("cpu"))
+    return StageResult(backend=backend, reason="OpenCV inpainting fills regions never seen behind objects",
+                       outputs=["background"], metrics=result.metrics)
+
+
+def _load_fitted_scene(run_dir: RunDir, num_frames: int) -> Scene:
+    from scene4d.fit.rig import load_rig
+
+    background_ply = run_dir.path("background", "background.ply")
+    objects = []
+    found = load_masks(run_dir)
+    for object_id, name in (zip(found.object_ids, found.names) if found is not None else ()):
+        model, _ = load_rig(run_dir.path("objects", str(object_id), "rig"))
+        objects.append(SceneObject(object_id, name, model))
+    return Scene(load_ply(background_ply) if background_ply.is_file() else None, objects, num_frames)
+
+
+def compose_scene(inputs, config, run_dir: RunDir) -> StageResult:
+    """Place the objects in the background's metric frame, apply edits, refine interactions, save the scene."""
+    from compose.placement import place_objects
+    from compose.refine import refine_scene
+
+    frames = Frames.load(run_dir.path("frames"))
+    cams = Cameras.load(run_dir.path("cameras"))
+    found = load_masks(run_dir)
+    scene = _load_fitted_scene(run_dir, frames.num_frames)
+    metrics = {}
+    if found is not None and scene.objects:
+        scene, fits = place_objects(scene, found, DepthMaps.load(run_dir.path("depth")), cams, config.compose.placement)
+        metrics["placement"] = {str(k): {"scale": f.scale, "reliable": f.reliable, "pixels": f.pixels,
+                                         "inlier_fraction": f.inlier_fraction,
+                                         "trajectory_residual": f.trajectory_residual} for k, f in fits.items()}
+        if config.compose.refine.iterations > 0:
+            refined = refine_scene(scene, torch.from_numpy(frames.images).float() / 255.0,
+                                   torch.from_numpy(found.union()), torch.from_numpy(cams.viewmats).float(),
+                                   torch.from_numpy(cams.Ks).float(), config.compose.refine)
+            scene = refined.scene
+            metrics["interactions_before"], metrics["interactions_after"] = refined.before, refined.after
+    save_scene(scene, run_dir.path("scene"), metrics)
+    return StageResult(backend="placement+refine" if scene.objects else "background-only",
+                       reason="robust depth-scale placement, then interaction refinement",
+                       outputs=["scene"], metrics=metrics)
+
+
+def views(inputs, config, run_dir: RunDir) -> StageResult:
+    """Novel-view videos of the composed scene."""
+    from compose.novel_views import render_novel_views
+
+    scene = load_scene(run_dir.path("scene"))
+    written = render_novel_views(scene, Cameras.load(run_dir.path("cameras")), run_dir.path("videos"),
+                                 config.views)
+    return StageResult(backend=resolve_backend(config.views.backend, torch.device("cpu")), reason="novel views",
+                       outputs=["videos"], metrics={v.name: v.num_frames for v in written})
+
+
+def export(inputs, config, run_dir: RunDir) -> StageResult:
+    """Standard files: per-frame 3DGS PLYs, nerfstudio transforms.json, COLMAP text."""
+    from compose.export import export_scene
+
+    scene = load_scene(run_dir.path("scene"))
+    files = export_scene(scene, Cameras.load(run_dir.path("cameras")), run_dir.path("export"),
+                         run_dir.path("frames"), config.export)
+    return StageResult(backend="plyfile+json+colmap-text", reason="standard formats", outputs=["export"],
+                       metrics={"files": len(files)})
