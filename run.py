@@ -1,4 +1,5 @@
-"""scene4d command line: ``python run.py --video clip.mp4 [--masks DIR] [--out DIR] [key=value ...]``.
+"""scene4d command line: ``python run.py --video clip.mp4 [--masks DIR] [--out DIR] [key=value ...]``,
+and ``python run.py view <run dir>`` for the interactive viewer.
 
 Bad input ends with one line on stderr and exit code 2; an unexpected failure with one line pointing to
 the traceback saved in the run directory (exit code 1).
@@ -39,9 +40,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def view(argv: list[str]) -> int:
+    """``python run.py view <run dir> [--port N] [--host H]``: the interactive viewer."""
+    parser = argparse.ArgumentParser(prog="run.py view", description="Interactive viewer of a finished run.")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to reach it from other machines")
+    args = parser.parse_args(argv)
+    from compose.viewer import serve
+
+    try:
+        serve(args.run_dir, port=args.port, host=args.host)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="scene4d: %(message)s")
+    if argv[:1] == ["view"]:
+        return view(argv[1:])
+    args = parse_args(argv)
     run_root = None
     try:
         config = load_config(PipelineConfig, PRESETS_DIR, args.preset, args.overrides)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from compose.pipeline import PipelineConfig, PipelineInputs, Stage
+from compose.pipeline import STAGES, PipelineConfig, PipelineInputs, Stage
+from compose.report import write_report
 from scene4d.errors import InputError
 from scene4d.rundir import RunDir
 
@@ -45,10 +46,12 @@ def run_pipeline(inputs: PipelineInputs, config: PipelineConfig, run_root: str |
                                             lambda: stage.run(inputs, config, run_dir), stage.depends_on)
         except BaseException as exc:
             run_dir.mark_failed(stage.name, str(exc) or type(exc).__name__)
+            write_report(run_dir.root, [s.name for s in STAGES])
             raise
         logger.info("stage %s %s (%s, %.1f s)", stage.name, "done" if ran else "resumed",
                     record["backend"], record["wall_time_s"])
         results.append((stage, record, ran))
+    write_report(run_dir.root, [s.name for s in STAGES])
     return results
 
 
@@ -64,4 +67,11 @@ def print_summary(results: list[tuple[Stage, dict, bool]], run_root: str | Path)
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
         if i == 0:
             print("  ".join("-" * width for width in widths))
-    print(f"\nrun directory: {Path(run_root).resolve()}  (manifest.json records settings, backends, timings)")
+    root = Path(run_root).resolve()
+    print(f"\nrun directory: {root}")
+    print(f"  report:   {root / 'report.html'}")
+    print(f"  manifest: {root / 'manifest.json'} (settings, backends and why, timings, memory)")
+    for folder, what in (("videos", "novel-view videos"), ("export", "PLYs, transforms.json, COLMAP text"),
+                         ("objects", "per-object fits, rigs, renders"), ("contact_sheets", "stage pictures")):
+        if (root / folder).exists():
+            print(f"  {folder + '/':<9} {what}")

@@ -32,6 +32,7 @@ import torch
 from kornia.geometry.conversions import rotation_matrix_to_quaternion
 
 from compose.camera_paths import world_up
+from compose.scene_io import load_scene
 from compose.scene import PosedScene, Scene, SceneObject
 from scene4d.contracts.cameras import Cameras
 from scene4d.conventions import normalized_time, quat_to_rotmat
@@ -72,12 +73,15 @@ def _num_frames(run_root: Path, rig_infos: list[dict]) -> int:
 
 
 def build_viewer_scene(run_root: str | Path) -> Scene:
-    """The composed scene of a run: background PLY plus every object's rig, unedited.
+    """The composed scene of a run: the placed scene of the compose stage when it ran (``scene/``), else the
+    background PLY plus every object's fitted rig, unedited.
 
     Raises:
         InputError: the run has neither ``background/background.ply`` nor any ``objects/<id>/rig``.
     """
     run_root = Path(run_root)
+    if (run_root / "scene" / "scene.json").is_file():
+        return load_scene(run_root / "scene")
     background_path = run_root.joinpath(*BACKGROUND_PLY)
     background = load_ply(background_path) if background_path.is_file() else None
     objects, infos = [], []
