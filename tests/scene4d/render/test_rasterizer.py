@@ -140,9 +140,15 @@ def dense_screen_gaussians(n, width, height, seed, opacity=(0.1, 0.95), sigma=(0
     opacities = opacity[0] + (opacity[1] - opacity[0]) * torch.rand(1, n, generator=g, dtype=F64)
     depths = 1.0 + torch.rand(1, n, generator=g, dtype=F64)
     colors, backgrounds = torch.rand(1, n, 3, generator=g, dtype=F64), torch.rand(1, 3, generator=g, dtype=F64)
+    return [means2d, conics, opacities, depths, colors, backgrounds], footprint_radii(conics, opacities)
+
+
+def footprint_radii(conics, opacities):
+    """(C, N, 2) int radii of the alpha >= ALPHA_THRESHOLD box, as projection computes them."""
+    a, b, c = conics.unbind(-1)
+    variances = torch.stack([c, a], dim=-1) / (a * c - b * b)[..., None]
     extent = torch.sqrt(2 * torch.log(opacities / ALPHA_THRESHOLD))
-    radii = torch.ceil(extent[..., None] * torch.stack([cov_a, cov_c], -1).sqrt()).to(torch.int32)
-    return [means2d, conics, opacities, depths, colors, backgrounds], radii
+    return torch.ceil(extent[..., None] * variances.sqrt()).to(torch.int32)
 
 
 def screen_rasterize(rasterize, radii, width, height):
@@ -228,10 +234,13 @@ def test_image_sizes(backend, make_scene, size):
 
 
 def test_gaussians_straddling_tile_borders(backend):
-    # Centres on the corners shared by 4, 8 and 16 pixel tiles and on a tile edge; footprints ~7 px across.
-    leaves, radii = dense_screen_gaussians(4, 40, 36, seed=1, opacity=(0.6, 0.9))
+    # Centres on the corners shared by 4, 8 and 16 pixel tiles and on tile edges; footprints ~7 px across. The
+    # last one is opaque and sits on a pixel centre, where alpha is clamped to ALPHA_MAX.
+    leaves, radii = dense_screen_gaussians(5, 40, 36, seed=1, opacity=(0.6, 0.9))
     with torch.no_grad():
-        leaves[0][0] = torch.tensor([[16.0, 16.0], [8.0, 24.0], [32.0, 20.5], [23.7, 32.0]], dtype=F64)
+        leaves[0][0] = torch.tensor([[16.0, 16.0], [8.0, 24.0], [32.0, 20.5], [23.7, 32.0], [12.5, 5.5]], dtype=F64)
+        leaves[2][0, -1] = 1.0
+    radii = footprint_radii(leaves[1], leaves[2])
     leaves = [t.requires_grad_() for t in leaves]
     outputs = {}
     for name, rasterize in (("got", backend.rasterize), ("expected", rasterize_reference)):
