@@ -45,7 +45,8 @@ from scene4d.fit.fit_object import FitResult
 from scene4d.fit.observations import ObjectObservations
 from scene4d.fit.rig import save_rig
 from scene4d.gaussians import Gaussians
-from scene4d.metrics import mask_iou, psnr, ssim
+from scene4d.metrics.image import psnr, ssim
+from scene4d.metrics.masks import mask_iou
 from scene4d.ply import save_ply
 
 PSNR_CAP_DB = 100.0

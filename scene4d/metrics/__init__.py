@@ -7,16 +7,3 @@
 - :mod:`~scene4d.metrics.tracks`: 2D/3D track end-point error and TAP-Vid delta_avg.
 - :mod:`~scene4d.metrics.masks`: mask IoU and Hungarian per-object matching.
 """
-
-from scene4d.metrics.camera import absolute_trajectory_error, relative_pose_error, umeyama
-from scene4d.metrics.depth import abs_rel, align_depth, delta_accuracy
-from scene4d.metrics.image import psnr, ssim, ssim_map
-from scene4d.metrics.lpips import LPIPSAlex, load_lpips_alex, lpips
-from scene4d.metrics.masks import mask_iou, match_objects, object_iou_matrix
-from scene4d.metrics.tracks import track_delta_avg, track_epe
-
-__all__ = [
-    "LPIPSAlex", "abs_rel", "absolute_trajectory_error", "align_depth", "delta_accuracy", "load_lpips_alex",
-    "lpips", "mask_iou", "match_objects", "object_iou_matrix", "psnr", "relative_pose_error", "ssim", "ssim_map",
-    "track_delta_avg", "track_epe", "umeyama",
-]

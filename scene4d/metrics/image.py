@@ -8,7 +8,6 @@ Convention for every image metric in :mod:`scene4d.metrics`: images are float te
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 RANGE_TOLERANCE = 1e-4
 
@@ -63,6 +62,8 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = N
     Returns:
         0-dim tensor, or (B,) for batched input; ``inf`` for identical images.
     """
+    from torchmetrics.functional.image import peak_signal_noise_ratio  # slow import, only when measuring
+
     pred, target, batched = check_images(pred, target)
     mask = _check_mask(mask, pred.shape).to(pred.device)
     scores = torch.stack([
@@ -82,6 +83,8 @@ def ssim_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     Returns:
         (H, W) or (B, H, W); its mean over all pixels is torchmetrics' SSIM of the image.
     """
+    from torchmetrics.functional.image import structural_similarity_index_measure  # slow import
+
     pred, target, batched = check_images(pred, target)
     _, full = structural_similarity_index_measure(
         pred.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2), data_range=1.0, reduction="none",
