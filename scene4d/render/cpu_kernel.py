@@ -71,25 +71,22 @@ def kernel_available() -> bool:
 class _RasterizeKernel(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opacities, colors, depths, backgrounds, radii, width, height):
-        ext = _extension()
         bg = backgrounds if backgrounds is not None else means2d.new_empty(0)
-        (out_colors, out_alphas, out_depths, final_t, counts, boxes, tile_offsets, isect) = ext.forward(
+        out_colors, out_alphas, out_depths, *state = _extension().forward(
             means2d, conics, opacities, colors, depths, radii, bg, width, height
         )
-        ctx.save_for_backward(means2d, conics, opacities, colors, depths, bg, out_alphas, out_depths, final_t,
-                              counts, boxes, tile_offsets, isect)
-        ctx.size = (width, height)
+        ctx.save_for_backward(bg, out_alphas, out_depths, *state)
+        ctx.dims = (*depths.shape, width, height)
         ctx.has_background = backgrounds is not None
         return out_colors, out_alphas, out_depths
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, v_colors, v_alphas, v_depths):
-        ext = _extension()
         tensors = [*ctx.saved_tensors, v_colors.contiguous(), v_alphas.contiguous(), v_depths.contiguous()]
-        v_means2d, v_conics, v_opacities, v_colors_in, v_depths_in, v_bg = ext.backward(tensors, *ctx.size)
-        return v_means2d, v_conics, v_opacities, v_colors_in, v_depths_in, v_bg if ctx.has_background else None, \
-            None, None, None
+        v_means2d, v_conics, v_opacities, v_colors_in, v_depths_in, v_bg = _extension().backward(tensors, *ctx.dims)
+        v_bg = v_bg if ctx.has_background else None
+        return v_means2d, v_conics, v_opacities, v_colors_in, v_depths_in, v_bg, None, None, None
 
 
 def _check_inputs(projected: ProjectedGaussians, colors: torch.Tensor, width: int, height: int,

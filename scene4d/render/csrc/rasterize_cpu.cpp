@@ -18,6 +18,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -57,10 +58,18 @@ class FlushDenormals {
 
 int num_threads() { return std::max(1, at::get_num_threads()); }
 
+// Splat rows: mx, my, conic a, b, c, opacity, depth, then the D colour channels.
+constexpr int kSplatColor = 7;
+
+// Drawn Gaussians gathered per camera in depth order, so that tiles read them in memory order.
 struct Binning {
-  at::Tensor boxes;         // (C, N, 4) int32 inclusive pixel box x0, x1, y0, y1 (x0 > x1: not drawn)
+  at::Tensor order;         // (S,) int64 index c * N + n of each drawn Gaussian
+  at::Tensor splats;        // (S, 7 + D) their parameters, see kSplatColor
+  at::Tensor boxes;         // (S, 4) int32 inclusive pixel boxes x0, x1, y0, y1
   at::Tensor tile_offsets;  // (C * tiles + 1) int64 start of each tile's list in isect
-  at::Tensor isect;         // (M,) int32 Gaussian index, each tile's list front to back
+  at::Tensor isect;         // (M,) int32 splat row, each tile's list front to back
+  at::Tensor row_entries;   // (S + 1) int64 start of each row's run in entries
+  at::Tensor entries;       // (M,) int64 positions in isect of each row's intersections, row by row
 };
 
 // The region where a Gaussian's alpha can reach kAlphaThreshold: d^T conic d <= r2 with
@@ -69,6 +78,7 @@ struct Binning {
 struct Footprint {
   double mx, my, a, b, c, r2;
   bool ellipse;
+  std::array<int32_t, 4> box;  // inclusive pixel box x0, x1, y0, y1 within the image; x0 > x1: not drawn
 
   // Whether the region reaches a pixel centre of [x0, x1] x [y0, y1]. The quadratic form is convex, so its
   // minimum over the rectangle of centres is 0 at the mean if inside, else on an edge at the clamped vertex.
@@ -86,12 +96,9 @@ struct Footprint {
   }
 };
 
-// The footprint and its inclusive pixel box x0, x1, y0, y1 within the image (x0 > x1 when nothing is drawn).
 template <typename scalar_t>
-Footprint footprint(const scalar_t* mean, const scalar_t* conic, scalar_t opacity, int width, int height,
-                    int32_t* box) {
-  box[0] = 0, box[1] = -1, box[2] = 0, box[3] = -1;
-  Footprint f{mean[0], mean[1], conic[0], conic[1], conic[2], 0.0, false};
+Footprint footprint(const scalar_t* mean, const scalar_t* conic, scalar_t opacity, int width, int height) {
+  Footprint f{mean[0], mean[1], conic[0], conic[1], conic[2], 0.0, false, {0, -1, 0, -1}};
   if (!(opacity >= static_cast<scalar_t>(kAlphaThreshold)) || !std::isfinite(f.mx) || !std::isfinite(f.my)) return f;
   f.r2 = 2.0 * (std::log(static_cast<double>(opacity) / kAlphaThreshold) + kPowerSlack);
   const double det = f.a * f.c - f.b * f.b;
@@ -107,14 +114,14 @@ Footprint footprint(const scalar_t* mean, const scalar_t* conic, scalar_t opacit
     y1 = std::min(y1, std::floor(f.my + ey - 0.5));
   }
   if (!(x0 <= x1 && y0 <= y1)) return f;
-  box[0] = static_cast<int32_t>(x0), box[1] = static_cast<int32_t>(x1);
-  box[2] = static_cast<int32_t>(y0), box[3] = static_cast<int32_t>(y1);
+  f.box = {static_cast<int32_t>(x0), static_cast<int32_t>(x1), static_cast<int32_t>(y0), static_cast<int32_t>(y1)};
   return f;
 }
 
 // Calls fn(tile index) for each tile of the box that the footprint reaches.
 template <typename Fn>
-void for_each_tile(const int32_t* box, const Footprint& f, int tiles_x, Fn&& fn) {
+void for_each_tile(const Footprint& f, int tiles_x, Fn&& fn) {
+  const std::array<int32_t, 4>& box = f.box;
   for (int ty = box[2] / kTile; ty <= box[3] / kTile; ++ty)
     for (int tx = box[0] / kTile; tx <= box[1] / kTile; ++tx)
       if (f.meets(std::max(tx * kTile, box[0]), std::min(tx * kTile + kTile - 1, box[1]),
@@ -124,71 +131,120 @@ void for_each_tile(const int32_t* box, const Footprint& f, int tiles_x, Fn&& fn)
 
 template <typename scalar_t>
 Binning bin_gaussians(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& opacities,
-                      const at::Tensor& depths, const at::Tensor& radii, int width, int height) {
-  const int64_t cams = depths.size(0), n = depths.size(1);
+                      const at::Tensor& colors, const at::Tensor& depths, const at::Tensor& radii, int width,
+                      int height) {
+  const int64_t cams = depths.size(0), n = depths.size(1), dim = colors.size(2), stride = kSplatColor + dim;
   const int tiles_x = (width + kTile - 1) / kTile, tiles_y = (height + kTile - 1) / kTile;
   const int64_t tiles = static_cast<int64_t>(tiles_x) * tiles_y;
-  Binning out;
-  out.boxes = at::empty({cams, n, 4}, at::kInt);
-  const scalar_t* mean = means2d.data_ptr<scalar_t>();
-  const scalar_t* conic = conics.data_ptr<scalar_t>();
-  const scalar_t* opac = opacities.data_ptr<scalar_t>();
+  const scalar_t *mean = means2d.data_ptr<scalar_t>(), *conic = conics.data_ptr<scalar_t>();
+  const scalar_t *opac = opacities.data_ptr<scalar_t>(), *color = colors.data_ptr<scalar_t>();
   const scalar_t* depth = depths.data_ptr<scalar_t>();
   const int32_t* rad = radii.data_ptr<int32_t>();
-  int32_t* box = out.boxes.data_ptr<int32_t>();
+  // Footprints and splat rows in Gaussian order, gathered below into depth order one record at a time.
   std::vector<Footprint> prints(cams * n);
-
+  std::vector<scalar_t> rows_by_index(cams * n * stride);
 #pragma omp parallel for schedule(static) num_threads(num_threads())
   for (int64_t i = 0; i < cams * n; ++i) {
-    prints[i] = footprint<scalar_t>(mean + 2 * i, conic + 3 * i, opac[i], width, height, box + 4 * i);
-    if (rad[2 * i] <= 0 || rad[2 * i + 1] <= 0) box[4 * i] = 0, box[4 * i + 1] = -1;
+    prints[i] = footprint<scalar_t>(mean + 2 * i, conic + 3 * i, opac[i], width, height);
+    if (rad[2 * i] <= 0 || rad[2 * i + 1] <= 0) prints[i].box[1] = -1;
+    scalar_t* dst = rows_by_index.data() + i * stride;
+    dst[0] = mean[2 * i], dst[1] = mean[2 * i + 1];
+    dst[2] = conic[3 * i], dst[3] = conic[3 * i + 1], dst[4] = conic[3 * i + 2];
+    dst[5] = opac[i], dst[6] = depth[i];
+    std::copy(color + i * dim, color + (i + 1) * dim, dst + kSplatColor);
   }
 
-  // Per camera: drawn Gaussians in depth order (ties by index, NaN last, like a stable argsort) and the
-  // (tile, Gaussian) pairs in that order, which a counting sort by tile then groups into sorted tile lists.
-  std::vector<std::vector<std::pair<int32_t, int32_t>>> hits(cams);
-  std::vector<int64_t> counts(cams * tiles + 1, 0);
+  // Per camera: drawn Gaussians in depth order, ties by index and NaN last like a stable argsort.
+  std::vector<std::vector<std::pair<scalar_t, int64_t>>> keys(cams);
 #pragma omp parallel for schedule(dynamic) num_threads(num_threads())
   for (int64_t cam = 0; cam < cams; ++cam) {
-    std::vector<int32_t> ids;
-    for (int64_t g = 0; g < n; ++g)
-      if (box[4 * (cam * n + g)] <= box[4 * (cam * n + g) + 1]) ids.push_back(static_cast<int32_t>(g));
-    const scalar_t* z = depth + cam * n;
-    std::stable_sort(ids.begin(), ids.end(), [z](int32_t i, int32_t j) {
-      return std::isnan(z[j]) ? !std::isnan(z[i]) : z[i] < z[j];
+    for (int64_t i = cam * n; i < (cam + 1) * n; ++i)
+      if (prints[i].box[0] <= prints[i].box[1]) keys[cam].emplace_back(depth[i], i);
+    std::sort(keys[cam].begin(), keys[cam].end(), [](const auto& p, const auto& q) {
+      const bool p_nan = std::isnan(p.first), q_nan = std::isnan(q.first);
+      if (p_nan != q_nan) return q_nan;
+      return (!p_nan && p.first != q.first) ? p.first < q.first : p.second < q.second;
     });
-    int64_t* count = counts.data() + 1 + cam * tiles;
-    for (int32_t g : ids)
-      for_each_tile(box + 4 * (cam * n + g), prints[cam * n + g], tiles_x, [&](int32_t t) {
-        ++count[t];
-        hits[cam].emplace_back(t, g);
-      });
   }
-  std::partial_sum(counts.begin(), counts.end(), counts.begin());
-  out.tile_offsets = at::empty({cams * tiles + 1}, at::kLong);
-  std::copy(counts.begin(), counts.end(), out.tile_offsets.data_ptr<int64_t>());
-  out.isect = at::empty({counts.back()}, at::kInt);
+  std::vector<int64_t> first(cams + 1, 0);
+  for (int64_t cam = 0; cam < cams; ++cam) first[cam + 1] = first[cam] + static_cast<int64_t>(keys[cam].size());
+  const int64_t rows = first[cams];
+  TORCH_CHECK(rows < std::numeric_limits<int32_t>::max(), "too many drawn Gaussians: ", rows);
+
+  Binning out;
+  out.order = at::empty({rows}, at::kLong);
+  out.splats = at::empty({rows, stride}, means2d.options());
+  out.boxes = at::empty({rows, 4}, at::kInt);
+  int64_t* order = out.order.data_ptr<int64_t>();
+  scalar_t* splat = out.splats.data_ptr<scalar_t>();
+  int32_t* box = out.boxes.data_ptr<int32_t>();
+  // Rows are split into contiguous parts, one per thread, each recording its (tile, row) hits. A tile's list
+  // is the concatenation of its hits part by part, hence in row order: depth order.
+  const int parts = num_threads();
+  const int64_t all_tiles = cams * tiles;
+  std::vector<std::vector<std::pair<int64_t, int32_t>>> hits(parts);
+  std::vector<int64_t> part_counts(parts * all_tiles, 0);
+  out.row_entries = at::empty({rows + 1}, at::kLong);
+  int64_t* row_entries = out.row_entries.data_ptr<int64_t>();
+#pragma omp parallel for schedule(static) num_threads(parts)
+  for (int part = 0; part < parts; ++part) {
+    int64_t* count = part_counts.data() + part * all_tiles;
+    int64_t cam = 0;
+    for (int64_t row = rows * part / parts; row < rows * (part + 1) / parts; ++row) {
+      while (row >= first[cam + 1]) ++cam;
+      const int64_t i = keys[cam][row - first[cam]].second;
+      order[row] = i;
+      const Footprint& f = prints[i];
+      std::copy_n(rows_by_index.data() + i * stride, stride, splat + row * stride);
+      std::copy(f.box.begin(), f.box.end(), box + 4 * row);
+      row_entries[row] = static_cast<int64_t>(hits[part].size());  // made absolute below
+      for_each_tile(f, tiles_x, [&](int32_t t) {
+        ++count[cam * tiles + t];
+        hits[part].emplace_back(cam * tiles + t, static_cast<int32_t>(row));
+      });
+    }
+  }
+  // Exclusive prefix over (tile, part): where each part's hits of each tile start.
+  std::vector<int64_t> offsets(all_tiles + 1, 0);
+  for (int64_t t = 0; t < all_tiles; ++t) {
+    int64_t start = offsets[t];
+    for (int part = 0; part < parts; ++part) {
+      const int64_t part_count = part_counts[part * all_tiles + t];
+      part_counts[part * all_tiles + t] = start;
+      start += part_count;
+    }
+    offsets[t + 1] = start;
+  }
+  out.tile_offsets = at::empty({all_tiles + 1}, at::kLong);
+  std::copy(offsets.begin(), offsets.end(), out.tile_offsets.data_ptr<int64_t>());
+  out.isect = at::empty({offsets.back()}, at::kInt);
+  out.entries = at::empty({offsets.back()}, at::kLong);
   int32_t* isect = out.isect.data_ptr<int32_t>();
-#pragma omp parallel for schedule(dynamic) num_threads(num_threads())
-  for (int64_t cam = 0; cam < cams; ++cam) {
-    std::vector<int64_t> cursor(counts.begin() + cam * tiles, counts.begin() + (cam + 1) * tiles);
-    for (const auto& [t, g] : hits[cam]) isect[cursor[t]++] = g;
+  int64_t* entries = out.entries.data_ptr<int64_t>();
+  std::vector<int64_t> part_first(parts + 1, 0);
+  for (int part = 0; part < parts; ++part) part_first[part + 1] = part_first[part] + hits[part].size();
+  row_entries[rows] = part_first[parts];
+#pragma omp parallel for schedule(static) num_threads(parts)
+  for (int part = 0; part < parts; ++part) {
+    int64_t* cursor = part_counts.data() + part * all_tiles;
+    int64_t* entry = entries + part_first[part];
+    for (const auto& [t, row] : hits[part]) *entry++ = cursor[t], isect[cursor[t]++] = row;
+    for (int64_t row = rows * part / parts; row < rows * (part + 1) / parts; ++row) row_entries[row] += part_first[part];
   }
   return out;
 }
 
-// One Gaussian's parameters, read once per tile.
+// One Gaussian's parameters, read once per tile from its splat row.
 template <typename scalar_t>
 struct Splat {
   scalar_t mx, my, a, b, c, opacity, z;
+  const scalar_t* color;
   int x0, x1, y0, y1;  // box clipped to the tile
 
-  Splat(const scalar_t* means2d, const scalar_t* conics, const scalar_t* opacities, const scalar_t* depths,
-        const int32_t* boxes, int64_t i, int px0, int px1, int py0, int py1)
-      : mx(means2d[2 * i]), my(means2d[2 * i + 1]), a(conics[3 * i]), b(conics[3 * i + 1]), c(conics[3 * i + 2]),
-        opacity(opacities[i]), z(depths[i]),
-        x0(std::max(boxes[4 * i], px0)), x1(std::min(boxes[4 * i + 1], px1)),
-        y0(std::max(boxes[4 * i + 2], py0)), y1(std::min(boxes[4 * i + 3], py1)) {}
+  Splat(const scalar_t* row, const int32_t* box, int px0, int px1, int py0, int py1)
+      : mx(row[0]), my(row[1]), a(row[2]), b(row[3]), c(row[4]), opacity(row[5]), z(row[6]),
+        color(row + kSplatColor), x0(std::max(box[0], px0)), x1(std::min(box[1], px1)),
+        y0(std::max(box[2], py0)), y1(std::min(box[3], py1)) {}
 };
 
 // Geometry of one (camera, tile) work item.
@@ -256,8 +312,8 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& means2d, const at::Tensor
                                      const at::Tensor& depths, const at::Tensor& radii,
                                      const at::Tensor& backgrounds, int width, int height) {
   using V = Vec<scalar_t>;
-  const int64_t cams = depths.size(0), n = depths.size(1), dim = colors.size(2);
-  const Binning bins = bin_gaussians<scalar_t>(means2d, conics, opacities, depths, radii, width, height);
+  const int64_t cams = depths.size(0), dim = colors.size(2);
+  const Binning bins = bin_gaussians<scalar_t>(means2d, conics, opacities, colors, depths, radii, width, height);
   const auto opts = means2d.options();
   at::Tensor out_colors = at::empty({cams, height, width, dim}, opts);
   at::Tensor out_alphas = at::empty({cams, height, width, 1}, opts);
@@ -265,9 +321,8 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& means2d, const at::Tensor
   at::Tensor final_t = at::empty({cams, height, width}, opts);
   at::Tensor counts = at::empty({cams, height, width}, at::kInt);
 
-  const scalar_t *mean = means2d.data_ptr<scalar_t>(), *conic = conics.data_ptr<scalar_t>();
-  const scalar_t *opac = opacities.data_ptr<scalar_t>(), *color = colors.data_ptr<scalar_t>();
-  const scalar_t *depth = depths.data_ptr<scalar_t>();
+  const int64_t stride = kSplatColor + dim;
+  const scalar_t* splat = bins.splats.data_ptr<scalar_t>();
   const scalar_t* bg = backgrounds.numel() ? backgrounds.data_ptr<scalar_t>() : nullptr;
   const int32_t* box = bins.boxes.data_ptr<int32_t>();
   const int64_t* offsets = bins.tile_offsets.data_ptr<int64_t>();
@@ -310,9 +365,8 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& means2d, const at::Tensor
         for (int x = tile.px0; x <= tile.px1; ++x) all_set.store(live + tile.local(x, y), 1);
       int remaining = (tile.px1 - tile.px0 + 1) * (tile.py1 - tile.py0 + 1);
       for (int64_t j = tile.begin; j < tile.end && remaining > 0; ++j) {
-        const int64_t g = tile.cam * n + isect[j];
-        const Splat<scalar_t> s(mean, conic, opac, depth, box, g, tile.px0, tile.px1, tile.py0, tile.py1);
-        const scalar_t* col = color + g * dim;
+        const int64_t row = isect[j];
+        const Splat<scalar_t> s(splat + row * stride, box + 4 * row, tile.px0, tile.px1, tile.py0, tile.py1);
         const V opacity(s.opacity), z(s.z), position(static_cast<scalar_t>(j - tile.begin + 1));
         for_each_chunk(s, tile, [&](const V& dy, const V& c_dy_dy, int p, int x) {
           const V live_now = V::loadu(live + p);
@@ -335,7 +389,7 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& means2d, const at::Tensor
           (V::loadu(acc_z + p) + w * z).store(acc_z + p);
           for (int64_t k = 0; k < dim; ++k) {
             scalar_t* plane = acc_c + k * kTilePixels + p;
-            (V::loadu(plane) + w * V(col[k])).store(plane);
+            (V::loadu(plane) + w * V(s.color[k])).store(plane);
           }
           V::blendv(t, next_t, drawn).store(trans + p);
           V::blendv(V::loadu(count + p), position, drawn).store(count + p);
@@ -356,33 +410,34 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& means2d, const at::Tensor
         }
     }
   }
-  return {out_colors, out_alphas, out_depths, final_t, counts, bins.boxes, bins.tile_offsets, bins.isect};
+  return {out_colors, out_alphas, out_depths, final_t, counts, bins.order, bins.splats, bins.boxes,
+          bins.tile_offsets, bins.isect, bins.row_entries, bins.entries};
 }
 
 // Gradient slots per intersection: means2d (2), conic (3), opacity, depth, then the D colour channels.
 constexpr int kGradMean = 0, kGradConic = 2, kGradOpacity = 5, kGradDepth = 6, kGradColor = 7;
 
 template <typename scalar_t>
-std::vector<at::Tensor> backward_impl(const std::vector<at::Tensor>& in, int width, int height) {
+std::vector<at::Tensor> backward_impl(const std::vector<at::Tensor>& in, int64_t cams, int64_t n, int width,
+                                      int height) {
   using V = Vec<scalar_t>;
-  const at::Tensor &means2d = in[0], &conics = in[1], &opacities = in[2], &colors = in[3], &depths = in[4];
-  const at::Tensor &backgrounds = in[5], &out_alphas = in[6], &out_depths = in[7], &final_t = in[8];
-  const at::Tensor &counts = in[9], &boxes = in[10], &tile_offsets = in[11], &isect_t = in[12];
-  const at::Tensor &v_colors = in[13], &v_alphas = in[14], &v_depths = in[15];
-  const int64_t cams = depths.size(0), n = depths.size(1), dim = colors.size(2);
+  const at::Tensor &backgrounds = in[0], &out_alphas = in[1], &out_depths = in[2], &final_t = in[3];
+  const at::Tensor &counts = in[4], &order_t = in[5], &splats = in[6], &boxes = in[7], &tile_offsets = in[8];
+  const at::Tensor &isect_t = in[9], &row_entries_t = in[10], &entries_t = in[11];
+  const at::Tensor &v_colors = in[12], &v_alphas = in[13], &v_depths = in[14];
+  const int64_t stride = splats.size(1), dim = stride - kSplatColor;
   const int64_t slots = kGradColor + dim, m = isect_t.numel();
   const int tiles_x = (width + kTile - 1) / kTile;
   const int64_t tiles = static_cast<int64_t>(tiles_x) * ((height + kTile - 1) / kTile);
-  const auto opts = means2d.options();
+  const auto opts = splats.options();
   const bool has_bg = backgrounds.numel() > 0;
   // Per-intersection and per-tile partial sums, reduced below in a fixed order: deterministic for any
   // thread count, with no atomics.
   at::Tensor isect_grads = at::zeros({m, slots}, opts);
   at::Tensor tile_bg_grads = at::zeros({cams * tiles, has_bg ? dim : 0}, opts);
 
-  const scalar_t *mean = means2d.data_ptr<scalar_t>(), *conic = conics.data_ptr<scalar_t>();
-  const scalar_t *opac = opacities.data_ptr<scalar_t>(), *color = colors.data_ptr<scalar_t>();
-  const scalar_t *depth = depths.data_ptr<scalar_t>();
+  const scalar_t* splat = splats.data_ptr<scalar_t>();
+  const int64_t* order = order_t.data_ptr<int64_t>();
   const scalar_t* bg = has_bg ? backgrounds.data_ptr<scalar_t>() : nullptr;
   const scalar_t *alpha_out = out_alphas.data_ptr<scalar_t>(), *depth_out = out_depths.data_ptr<scalar_t>();
   const scalar_t* t_final = final_t.data_ptr<scalar_t>();
@@ -391,6 +446,7 @@ std::vector<at::Tensor> backward_impl(const std::vector<at::Tensor>& in, int wid
   const int32_t *count = counts.data_ptr<int32_t>(), *box = boxes.data_ptr<int32_t>();
   const int64_t* offsets = tile_offsets.data_ptr<int64_t>();
   const int32_t* isect = isect_t.data_ptr<int32_t>();
+  const int64_t *row_entries = row_entries_t.data_ptr<int64_t>(), *entries = entries_t.data_ptr<int64_t>();
   scalar_t* grads = isect_grads.data_ptr<scalar_t>();
   scalar_t* bg_grads = tile_bg_grads.data_ptr<scalar_t>();
   const V zero(0), one(1), half(0.5), alpha_min(kAlphaThreshold), alpha_max(kAlphaMax);
@@ -438,9 +494,8 @@ std::vector<at::Tensor> backward_impl(const std::vector<at::Tensor>& in, int wid
           max_last = std::max(max_last, count[pix]);
         }
       for (int32_t j = max_last - 1; j >= 0; --j) {
-        const int64_t g_idx = tile.cam * n + isect[tile.begin + j];
-        const Splat<scalar_t> s(mean, conic, opac, depth, box, g_idx, tile.px0, tile.px1, tile.py0, tile.py1);
-        const scalar_t* col = color + g_idx * dim;
+        const int64_t row = isect[tile.begin + j];
+        const Splat<scalar_t> s(splat + row * stride, box + 4 * row, tile.px0, tile.px1, tile.py0, tile.py1);
         const V opacity(s.opacity), z(s.z), a(s.a), b(s.b), c(s.c), position(static_cast<scalar_t>(j));
         V g_mx(0), g_my(0), g_a(0), g_b(0), g_c(0), g_opacity(0), g_z(0);
         std::fill(g_col.begin(), g_col.end(), zero);
@@ -462,7 +517,7 @@ std::vector<at::Tensor> backward_impl(const std::vector<at::Tensor>& in, int wid
           V v_weight = V::loadu(v_w + p) + vz * z;
           for (int64_t k = 0; k < dim; ++k) {
             const V vc = V::loadu(v_c + k * kTilePixels + p);
-            v_weight = v_weight + vc * V(col[k]);
+            v_weight = v_weight + vc * V(s.color[k]);
             g_col[k] = g_col[k] + w * vc;
           }
           g_z = g_z + w * vz;
@@ -495,21 +550,20 @@ std::vector<at::Tensor> backward_impl(const std::vector<at::Tensor>& in, int wid
   scalar_t *o_mean = v_means2d.data_ptr<scalar_t>(), *o_conic = v_conics.data_ptr<scalar_t>();
   scalar_t *o_opac = v_opacities.data_ptr<scalar_t>(), *o_depth = v_gdepths.data_ptr<scalar_t>();
   scalar_t *o_color = v_gcolors.data_ptr<scalar_t>(), *o_bg = v_bg.data_ptr<scalar_t>();
-#pragma omp parallel for schedule(dynamic) num_threads(num_threads())
-  for (int64_t cam = 0; cam < cams; ++cam) {
-    for (int64_t j = offsets[cam * tiles]; j < offsets[(cam + 1) * tiles]; ++j) {
-      const int64_t gi = cam * n + isect[j];
-      const scalar_t* src = grads + j * slots;
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (int64_t row = 0; row < order_t.numel(); ++row) {
+    const int64_t gi = order[row];
+    for (int64_t h = row_entries[row]; h < row_entries[row + 1]; ++h) {
+      const scalar_t* src = grads + entries[h] * slots;
       o_mean[2 * gi] += src[kGradMean], o_mean[2 * gi + 1] += src[kGradMean + 1];
       for (int k = 0; k < 3; ++k) o_conic[3 * gi + k] += src[kGradConic + k];
       o_opac[gi] += src[kGradOpacity];
       o_depth[gi] += src[kGradDepth];
       for (int64_t k = 0; k < dim; ++k) o_color[gi * dim + k] += src[kGradColor + k];
     }
-    if (has_bg)
-      for (int64_t t = 0; t < tiles; ++t)
-        for (int64_t k = 0; k < dim; ++k) o_bg[cam * dim + k] += bg_grads[(cam * tiles + t) * dim + k];
   }
+  for (int64_t item = 0; item < cams * tiles; ++item)
+    for (int64_t k = 0; k < (has_bg ? dim : 0); ++k) o_bg[item / tiles * dim + k] += bg_grads[item * dim + k];
   return {v_means2d, v_conics, v_opacities, v_gcolors, v_gdepths, v_bg};
 }
 
@@ -525,11 +579,11 @@ std::vector<at::Tensor> rasterize_forward(const at::Tensor& means2d, const at::T
   return out;
 }
 
-std::vector<at::Tensor> rasterize_backward(const std::vector<at::Tensor>& tensors, int64_t width,
-                                              int64_t height) {
+std::vector<at::Tensor> rasterize_backward(const std::vector<at::Tensor>& tensors, int64_t cams, int64_t n,
+                                           int64_t width, int64_t height) {
   std::vector<at::Tensor> out;
-  AT_DISPATCH_FLOATING_TYPES(tensors[0].scalar_type(), "rasterize_backward", [&] {
-    out = backward_impl<scalar_t>(tensors, static_cast<int>(width), static_cast<int>(height));
+  AT_DISPATCH_FLOATING_TYPES(tensors[6].scalar_type(), "rasterize_backward", [&] {
+    out = backward_impl<scalar_t>(tensors, cams, n, static_cast<int>(width), static_cast<int>(height));
   });
   return out;
 }
