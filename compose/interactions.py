@@ -137,17 +137,18 @@ def outer_surface(points: torch.Tensor, directions: torch.Tensor, cell: float, k
                          torch.tensor([[0.0, 1.0, 0.0]]))
     first = torch.nn.functional.normalize(torch.linalg.cross(directions, helper, dim=1), dim=1)
     second = torch.linalg.cross(directions, first, dim=1)
-    centre = p.mean(0)
-    radius = float(torch.linalg.norm(p - centre, dim=1).max())
+    local = p - p.mean(0)
+    radius = float(torch.linalg.norm(local, dim=1).max())
     side = int(math.ceil(2.0 * radius / cell)) + 1
-    local = p - centre
-    u = torch.floor((local @ first.T + radius) / cell).long().clamp(0, side - 1)  # (N, D)
-    v = torch.floor((local @ second.T + radius) / cell).long().clamp(0, side - 1)
-    height = local @ directions.T  # (N, D)
-    keys = (torch.arange(directions.shape[0])[None] * side + u) * side + v
-    best = torch.full((directions.shape[0] * side * side,), -float("inf"), dtype=p.dtype)
-    best = best.scatter_reduce(0, keys.flatten(), height.flatten(), reduce="amax")
-    seen = height >= best[keys]  # (N, D)
+    u = torch.floor((local @ first.T + radius) / cell).long()  # (N, D) cell coordinates
+    v = torch.floor((local @ second.T + radius) / cell).long()
+    height = (local @ directions.T).flatten()  # (N * D,)
+    keys = ((torch.arange(directions.shape[0])[None] * side + u) * side + v).flatten()
+    # Occupied cells only: a dense grid would grow with the square of the cloud's (floater-prone) radius.
+    _, cells = torch.unique(keys, return_inverse=True)
+    best = torch.full((int(cells.max()) + 1,), -float("inf"), dtype=p.dtype)
+    best = best.scatter_reduce(0, cells, height, reduce="amax")
+    seen = (height >= best[cells]).reshape(p.shape[0], directions.shape[0])  # (N, D)
     index = seen.any(1).nonzero()[:, 0]
     normals = pca_normals(p[index], min(k, index.numel() - 1))
     seen_from = (seen[index].to(p.dtype) @ directions)
@@ -167,6 +168,11 @@ def signed_distance(queries: torch.Tensor, surface: torch.Tensor, normals: torch
     Returns:
         ``(sd, nearest)``: (Q,) and (Q,).
     """
+    if queries.dim() != 2 or queries.shape[1] != 3:
+        raise ValueError(f"queries: expected (Q, 3), got {tuple(queries.shape)}")
+    if surface.dim() != 2 or surface.shape[1] != 3 or normals.shape != surface.shape or surface.shape[0] == 0:
+        raise ValueError(f"surface, normals: expected two (S, 3) with S >= 1, got {tuple(surface.shape)} and "
+                         f"{tuple(normals.shape)}")
     sds, nearests = [], []
     for start in range(0, queries.shape[0], chunk):
         q = queries[start:start + chunk]
@@ -206,12 +212,13 @@ class SupportContact:
 
     Attributes:
         object_id: the object.
-        index: (P,) its Gaussians that touch the support when the contact starts.
+        rows: (P,) rows of ``InteractionSetup.samples[object_id]``: its Gaussians that touch the support when
+            the contact starts.
         active: (T,) bool frames where the contact lasts.
     """
 
     object_id: int
-    index: torch.Tensor
+    rows: torch.Tensor
     active: torch.Tensor
 
 
@@ -221,15 +228,15 @@ class AnchorPairs:
 
     Attributes:
         object_a, object_b: the objects.
-        index_a, index_b: (P,) Gaussians of each, paired.
+        rows_a, rows_b: (P,) paired rows of ``InteractionSetup.samples`` of each object.
         start: frame where the contact starts (the offsets there are the reference).
         active: (T,) bool frames where the contact lasts.
     """
 
     object_a: int
     object_b: int
-    index_a: torch.Tensor
-    index_b: torch.Tensor
+    rows_a: torch.Tensor
+    rows_b: torch.Tensor
     start: int
     active: torch.Tensor
 
@@ -239,31 +246,44 @@ class InteractionSetup:
     """What :func:`prepare_interactions` fixes before refinement.
 
     Attributes:
-        queries: object id -> (Q,) Gaussians tested against other objects and the support.
-        samples: object id -> (S,) Gaussians its outer surface is built from.
+        samples: object id -> (S,) indices of the Gaussians that take part (a fixed random subset of the
+            opaque ones); the object's outer surface is built from them.
+        num_queries: object id -> Q: the first Q samples are tested against other objects and the support.
         extents: object id -> size (world units).
         support: object id -> ``(points (S, 3), normals (S, 3))`` of the background around it.
         contacts: objects resting on their support.
         anchors: pairs of objects in contact.
     """
 
-    queries: dict[int, torch.Tensor] = field(default_factory=dict)
     samples: dict[int, torch.Tensor] = field(default_factory=dict)
+    num_queries: dict[int, int] = field(default_factory=dict)
     extents: dict[int, float] = field(default_factory=dict)
     support: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     contacts: list[SupportContact] = field(default_factory=list)
     anchors: list[AnchorPairs] = field(default_factory=list)
 
 
-def _object_means(scene: Scene, object_id: int, frame: int) -> torch.Tensor:
-    time = float(normalized_time(frame, scene.num_frames))
-    return scene.posed(time, include_background=False, object_ids=[object_id]).means
+def object_points(scene: Scene, object_id: int, index: torch.Tensor, frames: list[int]) -> torch.Tensor:
+    """World centres of some of an object's Gaussians at some frames, placed as :meth:`Scene.posed` places
+    them (time offset, deformation, trajectory, edit) without posing the others.
+
+    Args:
+        index: (P,) Gaussian indices; frames: B frame indices of the clip.
+
+    Returns:
+        (B, P, 3), differentiable in the object's model.
+    """
+    obj = scene.object(object_id)
+    g = obj.model.gaussians
+    times = (normalized_time(torch.tensor(frames), scene.num_frames) + obj.time_offset).clamp(0.0, 1.0)
+    moved, moved_quats = obj.model.deformation(g.get_means()[index], g.get_quats()[index], times)
+    world, _, _ = obj.model.trajectory(moved, moved_quats, g.get_scales()[index], times)
+    edit = obj.edit.to(world.dtype)
+    return world @ edit[:3, :3].T + edit[:3, 3]
 
 
 def _subset(candidates: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
-    if candidates.numel() <= count:
-        return candidates
-    return candidates[torch.randperm(candidates.numel(), generator=generator)[:count]].sort().values
+    return candidates[torch.randperm(candidates.numel(), generator=generator)[:count]]
 
 
 def _support_surface(background_means, background_opacity, box_min, box_max, camera_centers, config, generator):
@@ -284,73 +304,76 @@ def prepare_interactions(scene: Scene, camera_centers: torch.Tensor, config: Int
     """Subsets, sizes, support surfaces and the contacts of the scene as it is (before refinement).
 
     Args:
-        scene: the composed scene; every visible object takes part.
+        scene: the composed scene; every visible object with enough opaque Gaussians takes part.
         camera_centers: (C, 3) world positions of the input cameras (orient the background's surface).
         config: thresholds.
     """
     generator = torch.Generator().manual_seed(config.seed)
     setup = InteractionSetup()
-    objects = [o for o in scene.objects if o.visible]
     tracks = {}
-    for obj in objects:
-        means = torch.stack([_object_means(scene, obj.object_id, f) for f in range(scene.num_frames)])
+    all_frames = list(range(scene.num_frames))
+    for obj in scene.objects:
         opaque = (obj.model.gaussians.get_opacities() >= config.min_opacity).nonzero()[:, 0]
-        setup.queries[obj.object_id] = _subset(opaque, config.max_queries, generator)
-        setup.samples[obj.object_id] = _subset(opaque, config.max_surface, generator)
-        setup.extents[obj.object_id] = robust_extent(means[0, opaque])
-        tracks[obj.object_id] = means
+        if not obj.visible or opaque.numel() < config.normal_neighbours + 2:
+            continue
+        samples = _subset(opaque, config.max_surface, generator)
+        setup.samples[obj.object_id] = samples
+        setup.num_queries[obj.object_id] = min(config.max_queries, samples.numel())
+        tracks[obj.object_id] = object_points(scene, obj.object_id, samples, all_frames)
+        setup.extents[obj.object_id] = robust_extent(tracks[obj.object_id][0])
     if scene.background is not None:
         bg = scene.background
-        for obj in objects:
-            extent, means = setup.extents[obj.object_id], tracks[obj.object_id]
+        for object_id, track in tracks.items():
+            extent = setup.extents[object_id]
             margin = config.support_margin * extent
             support = _support_surface(bg.get_means().detach(), bg.get_opacities().detach(),
-                                       means.amin((0, 1)) - margin, means.amax((0, 1)) + margin,
+                                       track.amin((0, 1)) - margin, track.amax((0, 1)) + margin,
                                        camera_centers.float(), config, generator)
             if support is not None:
-                setup.support[obj.object_id] = support
-                contact = _detect_support_contact(obj.object_id, means, setup.queries[obj.object_id],
-                                                  support, extent, config)
+                setup.support[object_id] = support
+                queries = track[:, :setup.num_queries[object_id]]
+                contact = _detect_support_contact(object_id, queries, support, extent, config)
                 if contact is not None:
                     setup.contacts.append(contact)
-    for i, a in enumerate(objects):
-        for b in objects[i + 1:]:
-            anchors = _detect_anchors(a.object_id, b.object_id, tracks, setup, config)
+    ids = list(tracks)
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            anchors = _detect_anchors(a, b, tracks, setup, config)
             if anchors is not None:
                 setup.anchors.append(anchors)
     return setup
 
 
-def _detect_support_contact(object_id, tracks, queries, support, extent, config):
+def _detect_support_contact(object_id, query_tracks, support, extent, config):
     points, normals = support
-    sds = torch.stack([signed_distance(q, points, normals, config.sdf_neighbours)[0] for q in tracks[:, queries]])
+    sds = torch.stack([signed_distance(q, points, normals, config.sdf_neighbours)[0] for q in query_tracks])
     gaps = sds.amin(1)  # (T,)
     candidates = (gaps[:config.contact_frames] <= config.contact_distance * extent).nonzero()[:, 0]
     if candidates.numel() == 0:
         return None
     start = int(candidates[0])
     lowest = sds[start] <= gaps[start] + config.tolerance * extent
-    return SupportContact(object_id, queries[lowest],
+    return SupportContact(object_id, lowest.nonzero()[:, 0],
                           _active_span(gaps, start, config.release_distance * extent))
 
 
 def _detect_anchors(id_a, id_b, tracks, setup, config):
-    qa, qb = setup.queries[id_a], setup.queries[id_b]
-    ta, tb = tracks[id_a][:, qa], tracks[id_b][:, qb]
+    ta, tb = tracks[id_a][:, :setup.num_queries[id_a]], tracks[id_b][:, :setup.num_queries[id_b]]
     scale = min(setup.extents[id_a], setup.extents[id_b])
+    threshold = config.contact_distance * scale
     distances = torch.stack([torch.cdist(x, y) for x, y in zip(ta, tb)])  # (T, Qa, Qb)
-    touching = (distances.flatten(1).amin(1) <= config.contact_distance * scale).nonzero()[:, 0]
+    touching = (distances.flatten(1).amin(1) <= threshold).nonzero()[:, 0]
     if touching.numel() == 0:
         return None
     start = int(touching[0])
     count = min(config.max_anchors, distances[start].numel())
     flat = torch.topk(distances[start].flatten(), count, largest=False).indices
-    rows, cols = flat // qb.numel(), flat % qb.numel()
-    rows, cols = rows[distances[start, rows, cols] <= config.contact_distance * scale], \
-        cols[distances[start, rows, cols] <= config.contact_distance * scale]
-    offsets = ta[start, rows] - tb[start, cols]
-    drift = torch.linalg.norm(ta[:, rows] - tb[:, cols] - offsets, dim=-1).mean(1)
-    return AnchorPairs(id_a, id_b, qa[rows], qb[cols], start,
+    rows_a, rows_b = flat // tb.shape[1], flat % tb.shape[1]
+    close = distances[start, rows_a, rows_b] <= threshold
+    rows_a, rows_b = rows_a[close], rows_b[close]
+    offsets = ta[start, rows_a] - tb[start, rows_b]
+    drift = torch.linalg.norm(ta[:, rows_a] - tb[:, rows_b] - offsets, dim=-1).mean(1)
+    return AnchorPairs(id_a, id_b, rows_a, rows_b, start,
                        _active_span(drift, start, config.release_distance * scale))
 
 
@@ -373,26 +396,21 @@ def interaction_losses(scene: Scene, setup: InteractionSetup, frames: list[int],
     """
     zero = torch.zeros(())
     terms = {"penetration": zero, "background_penetration": zero, "contact": zero, "anchors": zero}
-    ids = list(setup.queries)
+    ids = list(setup.samples)
+    needed = sorted(set(frames) | {p.start for p in setup.anchors if p.active[frames].any()})
+    row = {frame: k for k, frame in enumerate(needed)}
+    tracks = {i: object_points(scene, i, setup.samples[i], needed) for i in ids}  # (B, S, 3)
     directions = fibonacci_directions(config.directions)
-    posed: dict[tuple[int, int], torch.Tensor] = {}
-
-    def means_at(object_id: int, frame: int) -> torch.Tensor:
-        if (object_id, frame) not in posed:
-            posed[(object_id, frame)] = _object_means(scene, object_id, frame)
-        return posed[(object_id, frame)]
-
     for frame in frames:
-        means = {i: means_at(i, frame) for i in ids}
+        samples = {i: tracks[i][row[frame]] for i in ids}
         surfaces = {}
         for i in ids:
-            samples = means[i][setup.samples[i]]
-            cell = config.cell * median_spacing(samples)
-            index, normals = outer_surface(samples, directions, cell, config.normal_neighbours)
-            surface = samples[index]
+            cell = config.cell * median_spacing(samples[i])
+            index, normals = outer_surface(samples[i], directions, cell, config.normal_neighbours)
+            surface = samples[i][index]
             surfaces[i] = (surface, normals, torch.stack([surface.detach().amin(0), surface.detach().amax(0)]))
         for a in ids:
-            queries = means[a][setup.queries[a]]
+            queries = samples[a][:setup.num_queries[a]]
             for b in ids:
                 if a == b:
                     continue
@@ -414,16 +432,16 @@ def interaction_losses(scene: Scene, setup: InteractionSetup, frames: list[int],
             if contact.active[frame]:
                 points, normals = setup.support[contact.object_id]
                 extent = setup.extents[contact.object_id]
-                sd, _ = signed_distance(means[contact.object_id][contact.index], points, normals,
+                sd, _ = signed_distance(samples[contact.object_id][contact.rows], points, normals,
                                         config.sdf_neighbours)
                 gap = _soft_min(sd, 0.1 * config.tolerance * extent)
                 terms["contact"] = terms["contact"] + (torch.relu(gap - config.tolerance * extent) / extent).square()
         for pair in setup.anchors:
             if pair.active[frame]:
                 scale = min(setup.extents[pair.object_a], setup.extents[pair.object_b])
-                offsets = means_at(pair.object_a, pair.start)[pair.index_a] - \
-                    means_at(pair.object_b, pair.start)[pair.index_b]
-                drift = means[pair.object_a][pair.index_a] - means[pair.object_b][pair.index_b] - offsets
+                a, b = tracks[pair.object_a], tracks[pair.object_b]
+                start, now = row[pair.start], row[frame]
+                drift = (a[now, pair.rows_a] - b[now, pair.rows_b]) - (a[start, pair.rows_a] - b[start, pair.rows_b])
                 terms["anchors"] = terms["anchors"] + (drift / scale).square().sum(-1).mean()
     return {name: value / max(len(frames), 1) for name, value in terms.items()}
 

@@ -49,8 +49,9 @@ class PlacementConfig:
     target: str = "depth"
     """``depth``: the depth maps inside the object's mask; ``contact``: the background's rendered depth just
     below the bottom of the object's mask (where it touches the ground; assumes the camera is upright)."""
-    min_confidence: float = 0.5
-    """Scene-depth pixels below this confidence are ignored."""
+    min_confidence: float = 0.1
+    """Scene-depth pixels below this confidence are ignored (pairs are also weighted by it); the weight-free
+    depth stage gives object pixels a low but usable confidence."""
     min_alpha: float = 0.5
     """Object pixels are used where its own render is at least this opaque."""
     erode: int = 1

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from compose.interactions import (InteractionConfig, InteractionSetup, interaction_losses, penetration_fraction,
-                                  prepare_interactions, signed_distance, weighted_total)
+from compose.interactions import (InteractionConfig, InteractionSetup, interaction_losses, object_points,
+                                  penetration_fraction, prepare_interactions, signed_distance, weighted_total)
 from compose.scene import Scene
 from scene4d import losses
 from scene4d.conventions import normalized_time
@@ -118,25 +118,22 @@ def composition_metrics(scene: Scene, setup: InteractionSetup, images: torch.Ten
     gaps = {}
     for contact in setup.contacts:
         points, normals = setup.support[contact.object_id]
+        samples = setup.samples[contact.object_id][contact.rows]
         values = []
         for f in contact.active.nonzero()[:, 0].tolist():
-            means = scene.posed(float(normalized_time(f, scene.num_frames)), include_background=False,
-                                object_ids=[contact.object_id]).means
-            sd, _ = signed_distance(means[contact.index], points, normals, config.interactions.sdf_neighbours)
+            lowest = object_points(scene, contact.object_id, samples, [f])[0]
+            sd, _ = signed_distance(lowest, points, normals, config.interactions.sdf_neighbours)
             values.append(max(float(sd.min()), 0.0) / setup.extents[contact.object_id])
         gaps[str(contact.object_id)] = sum(values) / max(len(values), 1)
     drifts = {}
     for pair in setup.anchors:
-        def offsets(frame: int) -> torch.Tensor:
-            time = float(normalized_time(frame, scene.num_frames))
-            a = scene.posed(time, include_background=False, object_ids=[pair.object_a]).means[pair.index_a]
-            b = scene.posed(time, include_background=False, object_ids=[pair.object_b]).means[pair.index_b]
-            return a - b
-
-        reference, scale = offsets(pair.start), min(setup.extents[pair.object_a], setup.extents[pair.object_b])
-        values = [float(torch.linalg.norm(offsets(f) - reference, dim=1).mean()) / scale
-                  for f in pair.active.nonzero()[:, 0].tolist()]
-        drifts[f"{pair.object_a}-{pair.object_b}"] = sum(values) / max(len(values), 1)
+        active = pair.active.nonzero()[:, 0].tolist()
+        a = object_points(scene, pair.object_a, setup.samples[pair.object_a][pair.rows_a], [pair.start] + active)
+        b = object_points(scene, pair.object_b, setup.samples[pair.object_b][pair.rows_b], [pair.start] + active)
+        offsets = a - b
+        scale = min(setup.extents[pair.object_a], setup.extents[pair.object_b])
+        drifts[f"{pair.object_a}-{pair.object_b}"] = float(
+            torch.linalg.norm(offsets[1:] - offsets[:1], dim=-1).mean()) / scale
     height, width = images.shape[1:3]
     rgb = [float(losses.rgb_l1(_render(scene, f, viewmats, Ks, width, height, config.backend), images[f:f + 1],
                                weights[f:f + 1])) for f in frames]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from compose.interactions import (InteractionConfig, fibonacci_directions, interaction_losses, median_spacing,
-                                  outer_surface, penetration_fraction, prepare_interactions, signed_distance,
+                                  object_points, outer_surface, penetration_fraction, prepare_interactions, signed_distance,
                                   weighted_total)
 from compose.scene import Scene, SceneObject
 from scene4d.dynamic_object import DynamicObject
@@ -68,10 +68,47 @@ def losses_and_grads(scene, config=None):
     return setup, terms, [torch.zeros(4, 3) if g is None else g for g in grads]
 
 
+def test_object_points_place_a_subset_as_the_scene_does():
+    model = make_object([0.1, 0.2, 3.0], [0.5, 0.0, 3.5])
+    with torch.no_grad():
+        model.trajectory.rotation_knots.copy_(0.3 * torch.randn(4, 3, generator=torch.Generator().manual_seed(0)))
+        model.deformation.translation_knots.normal_(0.0, 0.05)
+    edit = torch.eye(4)
+    edit[:3, :3] = 0.7 * torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+    edit[:3, 3] = torch.tensor([0.3, -0.1, 0.2])
+    scene = Scene(None, [SceneObject(5, "o", model, edit=edit, time_offset=0.2)], T)
+    index = torch.tensor([7, 3, 100, 250])
+    points = object_points(scene, 5, index, [0, 2, 3])
+    for row, frame in enumerate([0, 2, 3]):
+        posed = scene.posed(frame / (T - 1), include_background=False).means
+        assert torch.allclose(points[row], posed[index], atol=1e-6)
+
+
 def test_fibonacci_directions_cover_the_sphere_evenly():
     d = fibonacci_directions(64)
     assert torch.allclose(d.norm(dim=1), torch.ones(64), atol=1e-6)
     assert d.mean(0).norm() < 0.02
+
+
+def test_signed_distance_gradient_on_a_plane_matches_finite_differences():
+    g = torch.Generator().manual_seed(0)
+    normal = torch.nn.functional.normalize(torch.tensor([0.2, -1.0, 0.3], dtype=torch.float64), dim=0)
+    tangent = torch.nn.functional.normalize(torch.linalg.cross(normal, torch.tensor([1.0, 0, 0]).double()), dim=0)
+    other = torch.linalg.cross(normal, tangent)
+    uv = torch.rand(40, 2, generator=g, dtype=torch.float64) - 0.5
+    surface = (uv[:, :1] * tangent + uv[:, 1:] * other).requires_grad_(True)
+    normals = normal.expand(40, 3)
+    queries = (0.3 * (torch.rand(5, 3, generator=g, dtype=torch.float64) - 0.5)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda q, p: signed_distance(q, p, normals, 4)[0], (queries, surface))
+    sd, _ = signed_distance(queries, surface, normals, 4)
+    assert torch.allclose(sd, queries.detach() @ normal)
+
+
+def test_signed_distance_checks_shapes():
+    with pytest.raises(ValueError, match=r"queries: expected \(Q, 3\), got \(4, 2\)"):
+        signed_distance(torch.zeros(4, 2), torch.zeros(3, 3), torch.zeros(3, 3), 2)
+    with pytest.raises(ValueError, match="surface, normals"):
+        signed_distance(torch.zeros(4, 3), torch.zeros(3, 3), torch.zeros(2, 3), 2)
 
 
 def test_signed_distance_of_a_torus_which_is_not_star_shaped():
@@ -130,9 +167,10 @@ def test_contact_keeps_a_resting_object_on_the_floor_until_it_clearly_leaves():
     # With a subset of the Gaussians as queries, the contact still names the object's lowest Gaussians.
     subset = prepare_interactions(resting, CAMERAS, InteractionConfig(max_queries=64))
     heights = resting.objects[0].model.gaussians.get_means()[:, 1].detach()
-    lowest = heights[subset.queries[1]].max()
-    assert subset.queries[1].numel() == 64
-    assert (heights[subset.contacts[0].index] >= lowest - 0.02 * subset.extents[1]).all()
+    queries = subset.samples[1][:subset.num_queries[1]]
+    assert queries.numel() == 64 and subset.samples[1].numel() == 406
+    lowest = heights[queries].max()
+    assert (heights[subset.samples[1][subset.contacts[0].rows]] >= lowest - 0.02 * subset.extents[1]).all()
 
     # Drifts up by 0.05 (within the release distance, 0.15 x extent ~ 0.09): pulled back down.
     drifting = scene_of(make_object([0.0, FLOOR - RADIUS, 3.0], [0.0, FLOOR - RADIUS - 0.05, 3.0]),
