@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from compose.interactions import (InteractionConfig, fibonacci_directions, interaction_losses, median_spacing,
-                                  object_points, outer_surface, penetration_fraction, prepare_interactions, signed_distance,
-                                  weighted_total)
+                                  object_points, outer_surface, penetration_fraction, prepare_interactions,
+                                  signed_distance, weighted_total)
 from compose.scene import Scene, SceneObject
 from scene4d.dynamic_object import DynamicObject
 from scene4d.gaussians import Gaussians
