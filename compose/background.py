@@ -28,7 +28,7 @@ import torch
 from gsplat.strategy import DefaultStrategy
 from tqdm import tqdm
 
-from compose.inpaint import BackgroundFill, InpaintConfig, fill_background, object_holes
+from compose.inpaint import BackgroundFill, InpaintConfig, Inpainter, fill_background, object_holes
 from scene4d import losses
 from scene4d.contracts.cameras import Cameras
 from scene4d.contracts.depth import DepthMaps
@@ -317,7 +317,8 @@ def _evaluate(gaussians: Gaussians, data: _Targets, observed_images: torch.Tenso
 
 
 def fit_background(frames: Frames, masks: ObjectMasks | None, depth: DepthMaps, cameras: Cameras,
-                   config: BackgroundConfig, progress: bool = True, fill: BackgroundFill | None = None) -> BackgroundResult:
+                   config: BackgroundConfig, progress: bool = True, inpainter: Inpainter | None = None
+                   ) -> BackgroundResult:
     """Fit the static background Gaussians of a clip (see the module docstring).
 
     Args:
@@ -327,7 +328,8 @@ def fit_background(frames: Frames, masks: ObjectMasks | None, depth: DepthMaps, 
         cameras: per-frame intrinsics and world-to-camera matrices (all equal for a fixed camera).
         config: the settings.
         progress: show a progress bar.
-        fill: a precomputed fill (e.g. from a learned inpainter); None computes it with OpenCV.
+        inpainter: colour inpainting of the object regions instead of OpenCV (e.g.
+            :func:`compose.inpaint_diffusion.build_inpainter`'s), or None.
 
     Returns:
         :class:`BackgroundResult` with Gaussians in world coordinates.
@@ -345,11 +347,8 @@ def fit_background(frames: Frames, masks: ObjectMasks | None, depth: DepthMaps, 
     result_seconds = {}
 
     start = time.perf_counter()
-    if fill is None:
-        holes = object_holes(masks, shape, config.inpaint.dilation)
-        fill = fill_background(frames.images, holes, depth.depth, depth.confidence, fixed, config.inpaint)
-    elif fill.holes.shape != shape:
-        raise InputError(f"background: fill is {fill.holes.shape}, the clip is {shape}")
+    holes = object_holes(masks, shape, config.inpaint.dilation)
+    fill = fill_background(frames.images, holes, depth.depth, depth.confidence, fixed, config.inpaint, inpainter)
     result_seconds["fill"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -7,12 +7,14 @@ pixels, so a hole pixel that some other frame shows uncovered takes the median o
 plate) and only pixels no frame ever shows are inpainted, once, identically for every frame.
 
 The fill is only a prior: :mod:`compose.background` fits it with a low weight, so real observations from other
-viewpoints win wherever they exist. A learned inpainter plugs in by producing a :class:`BackgroundFill` (same
-fields) and handing it to :func:`compose.background.fit_background`.
+viewpoints win wherever they exist. A learned colour inpainter (:mod:`compose.inpaint_diffusion`, or any callable
+``(image (H, W, 3) uint8, hole (H, W) bool) -> image``) replaces OpenCV for the colours; depth is always filled
+with OpenCV.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -20,6 +22,9 @@ import numpy as np
 
 from scene4d.contracts.masks import ObjectMasks
 from scene4d.errors import InputError
+
+Inpainter = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""Colour inpainting: ``(image (H, W, 3) uint8, hole (H, W) bool) -> (H, W, 3) uint8``, unchanged outside ``hole``."""
 
 _METHODS = {"telea": cv2.INPAINT_TELEA, "navier-stokes": cv2.INPAINT_NS}
 # OpenCV's Telea on float images is unstable for small value ranges; depth is inpainted in this range instead.
@@ -130,14 +135,14 @@ def inpaint_depth(depth: np.ndarray, known: np.ndarray, config: InpaintConfig) -
 
 
 def _clean_plate(images: np.ndarray, depth: np.ndarray, holes: np.ndarray, depth_valid: np.ndarray,
-                 config: InpaintConfig) -> tuple[np.ndarray, np.ndarray, bool]:
+                 config: InpaintConfig, inpaint: Inpainter) -> tuple[np.ndarray, np.ndarray, bool]:
     """Per-pixel median over the frames that show it, inpainted where no frame does (fixed camera)."""
     seen = ~holes
     ever_seen = seen.any(axis=0)
     # Pixels no frame shows get a placeholder column (no all-NaN medians); they are inpainted below.
     stack = np.where(seen[..., None] | ~ever_seen[..., None], images.astype(np.float32), np.nan)
     plate = np.clip(np.round(np.nanmedian(stack, axis=0)), 0, 255).astype(np.uint8)
-    plate = inpaint_image(plate, ~ever_seen, config)
+    plate = inpaint(plate, ~ever_seen) if (~ever_seen).any() else plate
     depth_seen = seen & depth_valid
     any_depth = depth_seen.any(axis=0)
     depth_stack = np.where(depth_seen | ~any_depth, depth, np.nan)
@@ -146,7 +151,7 @@ def _clean_plate(images: np.ndarray, depth: np.ndarray, holes: np.ndarray, depth
 
 
 def fill_background(images: np.ndarray, holes: np.ndarray, depth: np.ndarray, confidence: np.ndarray,
-                    fixed_camera: bool, config: InpaintConfig) -> BackgroundFill:
+                    fixed_camera: bool, config: InpaintConfig, inpainter: Inpainter | None = None) -> BackgroundFill:
     """Fill every frame's holes with background colour and depth (see the module docstring).
 
     Args:
@@ -155,6 +160,7 @@ def fill_background(images: np.ndarray, holes: np.ndarray, depth: np.ndarray, co
         depth: (T, H, W) depth; confidence: (T, H, W) in [0, 1], 0 where the depth is unknown.
         fixed_camera: every frame has the same camera (enables the clean plate).
         config: algorithm, radius and clean-plate switch.
+        inpainter: colour inpainting to use instead of OpenCV (e.g. a learned one), or None.
 
     Returns:
         :class:`BackgroundFill`; a frame with no confident background depth keeps its holes' depth unknown.
@@ -163,12 +169,14 @@ def fill_background(images: np.ndarray, holes: np.ndarray, depth: np.ndarray, co
         raise InputError(f"fill: expected images {(*holes.shape, 3)} uint8, got {images.shape} {images.dtype}")
     if depth.shape != holes.shape or confidence.shape != holes.shape:
         raise InputError(f"fill: expected depth and confidence {holes.shape}, got {depth.shape} and {confidence.shape}")
+    _method(config)  # reject an unknown method even when there is nothing to fill
+    inpaint = inpainter or (lambda image, hole: inpaint_image(image, hole, config))
     depth_valid = confidence > 0
     filled_images = images.copy()
     filled_depth = depth.astype(np.float32).copy()
     depth_known = depth_valid & ~holes
     if fixed_camera and config.clean_plate and holes.any():
-        plate, plate_depth, ok = _clean_plate(images, depth, holes, depth_valid, config)
+        plate, plate_depth, ok = _clean_plate(images, depth, holes, depth_valid, config, inpaint)
         filled_images[holes] = np.broadcast_to(plate, images.shape)[holes]
         if ok:
             filled_depth[holes] = np.broadcast_to(plate_depth, depth.shape)[holes]
@@ -177,7 +185,7 @@ def fill_background(images: np.ndarray, holes: np.ndarray, depth: np.ndarray, co
     for t in range(images.shape[0]):
         if not holes[t].any():
             continue
-        filled_images[t] = inpaint_image(images[t], holes[t], config)
+        filled_images[t] = inpaint(images[t], holes[t])
         frame_depth, ok = inpaint_depth(depth[t], depth_valid[t] & ~holes[t], config)
         if ok:
             filled_depth[t][holes[t]] = frame_depth[holes[t]]

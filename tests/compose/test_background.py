@@ -140,6 +140,22 @@ def test_clean_plate_uses_other_frames_and_inpaints_only_the_never_seen():
     np.testing.assert_allclose(fill.depth[0][never], PLANE_Z, rtol=1e-3)
 
 
+def test_a_given_inpainter_fills_the_colours_and_opencv_the_depth():
+    frames, masks, depth, cameras, truth = synthetic_clip([0.0, 0.3], [(10, 20), (30, 40)])
+    holes = object_holes(masks, (2, H, W), 1)
+    calls = []
+
+    def grey(image, hole):
+        calls.append(hole.sum())
+        return np.where(hole[..., None], np.uint8(128), image)
+
+    fill = fill_background(frames.images, holes, depth.depth, depth.confidence, False, InpaintConfig(), grey)
+    assert calls == [holes[0].sum(), holes[1].sum()]
+    assert (fill.images[holes] == 128).all()
+    np.testing.assert_array_equal(fill.images[~holes], frames.images[~holes])
+    np.testing.assert_allclose(fill.depth[holes], PLANE_Z, rtol=1e-3)
+
+
 def test_lift_places_points_at_their_true_positions_and_keeps_only_unseen_fill():
     frames, masks, depth, cameras, _ = synthetic_clip([0.0, 0.4], [(20, 30), (40, 50)])
     holes = object_holes(masks, (2, H, W), 0)
@@ -265,9 +281,8 @@ def test_bad_inputs_are_named():
         fit_background(frames, masks, short, cameras, small_config(), progress=False)
     with pytest.raises(InputError, match="depth_mode"):
         fit_background(frames, masks, depth, cameras, small_config(depth_mode="metric"), progress=False)
-    fill = BackgroundFill(frames.images[:, :8], depth.depth[:, :8], np.ones((2, 8, W), bool), np.zeros((2, 8, W), bool))
-    with pytest.raises(InputError, match="fill is"):
-        fit_background(frames, masks, depth, cameras, small_config(), progress=False, fill=fill)
+    with pytest.raises(InputError, match="fill: expected depth"):
+        BackgroundFill(frames.images, depth.depth[:, :8], np.ones((2, 8, W), bool), np.zeros((2, H, W), bool))
     with pytest.raises(InputError, match="method"):
         fill_background(frames.images, masks.masks[0], depth.depth, depth.confidence, False,
                         InpaintConfig(method="magic"))
