@@ -32,6 +32,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--masks", type=Path, default=None, help="per-object masks, DAVIS layout <dir>/<id>/<frame>.png")
     parser.add_argument("--objects", type=Path, default=None,
                         help="prompts JSON (points/boxes per object) for the SAM/SAM2 backends")
+    parser.add_argument("--edits", type=Path, default=None,
+                        help="scene edits JSON: remove, move, rotate, scale or time-shift objects (no refitting)")
     parser.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<video name>)")
     parser.add_argument("--preset", default="default", help="preset name in configs/ or a YAML file")
     parser.add_argument("--stages", default="all", help="all, a group (preprocess), or stage names, comma-separated")
@@ -72,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.video is None:
             raise InputError("--video is required (a video file or a folder of frames)")
         stages = select_stages(args.stages)
-        inputs = PipelineInputs(video=args.video, masks=args.masks, prompts=args.objects)
+        inputs = PipelineInputs(video=args.video, masks=args.masks, prompts=args.objects,
+                                edits=args.edits)
         run_root = args.out or Path("runs") / args.video.stem
         records = run_pipeline(inputs, config, run_root, stages)
     except InputError as exc:

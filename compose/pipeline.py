@@ -58,11 +58,13 @@ class PipelineInputs:
         video: a video file or a folder of frames.
         masks: optional folder of per-object masks (DAVIS layout).
         prompts: optional JSON of point/box prompts per object for the learned segmenters.
+        edits: optional JSON of scene edits (remove, move, rotate, scale, time shift; ``compose.edits``).
     """
 
     video: Path
     masks: Path | None = None
     prompts: Path | None = None
+    edits: Path | None = None
 
 
 @dataclass
@@ -108,7 +110,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("background", "fit", ("decode", "masks", "cameras", "depth"),
           lambda c, i: {"background": to_dict(c.background)}, stages.background),
     Stage("compose", "compose", ("fit", "background"),
-          lambda c, i: {"compose": to_dict(c.compose)}, stages.compose_scene),
+          lambda c, i: {"compose": to_dict(c.compose), "edits": _path(i.edits)}, stages.compose_scene),
     Stage("views", "compose", ("compose",), lambda c, i: {"views": to_dict(c.views)}, stages.views),
     Stage("export", "compose", ("compose",), lambda c, i: {"export": to_dict(c.export)}, stages.export),
 )

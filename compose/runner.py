@@ -19,8 +19,9 @@ def check_inputs(inputs: PipelineInputs) -> None:
         raise InputError(f"video: {inputs.video} does not exist")
     if inputs.masks is not None and not inputs.masks.is_dir():
         raise InputError(f"masks: {inputs.masks} is not a folder")
-    if inputs.prompts is not None and not inputs.prompts.is_file():
-        raise InputError(f"objects: {inputs.prompts} does not exist")
+    for name, path in (("objects", inputs.prompts), ("edits", inputs.edits)):
+        if path is not None and not path.is_file():
+            raise InputError(f"{name}: {path} does not exist")
 
 
 def run_pipeline(inputs: PipelineInputs, config: PipelineConfig, run_root: str | Path,

@@ -170,6 +170,7 @@ def _load_fitted_scene(run_dir: RunDir, num_frames: int) -> Scene:
 
 def compose_scene(inputs, config, run_dir: RunDir) -> StageResult:
     """Place the objects in the background's metric frame, apply edits, refine interactions, save the scene."""
+    from compose.edits import apply_edits, load_edits
     from compose.placement import place_objects
     from compose.refine import refine_scene
 
@@ -183,6 +184,9 @@ def compose_scene(inputs, config, run_dir: RunDir) -> StageResult:
         metrics["placement"] = {str(k): {"scale": f.scale, "reliable": f.reliable, "pixels": f.pixels,
                                          "inlier_fraction": f.inlier_fraction,
                                          "trajectory_residual": f.trajectory_residual} for k, f in fits.items()}
+        if inputs.edits is not None:
+            scene = apply_edits(scene, load_edits(inputs.edits))
+            metrics["edits"] = str(inputs.edits)
         if config.compose.refine.iterations > 0:
             refined = refine_scene(scene, torch.from_numpy(frames.images).float() / 255.0,
                                    torch.from_numpy(found.union()), torch.from_numpy(cams.viewmats).float(),
