@@ -187,8 +187,8 @@ def _seen_elsewhere(points: torch.Tensor, source: torch.Tensor, observed: torch.
     return seen
 
 
-def lift_background(images: torch.Tensor, fill: BackgroundFill, confidence: torch.Tensor, viewmats: torch.Tensor,
-                    Ks: torch.Tensor, config: BackgroundConfig,
+def lift_background(images: torch.Tensor, fill: BackgroundFill, viewmats: torch.Tensor, Ks: torch.Tensor,
+                    config: BackgroundConfig,
                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
     """Initial background points: lifted observed and filled pixels, de-duplicated and subsampled (module docstring).
 
@@ -198,8 +198,8 @@ def lift_background(images: torch.Tensor, fill: BackgroundFill, confidence: torc
 
     Args:
         images: (T, H, W, 3) filled frames in [0, 1].
-        fill: holes, filled depth and where it is known.
-        confidence: (T, H, W) input depth confidence.
+        fill: holes, filled depth and where it is known (observed pixels are those outside holes with a
+            confident input depth).
         viewmats: (T, 4, 4); Ks: (T, 3, 3).
         config: ``init_frames``, ``init_points``, ``voxel_pixels``.
 
@@ -210,7 +210,7 @@ def lift_background(images: torch.Tensor, fill: BackgroundFill, confidence: torc
     holes = torch.from_numpy(fill.holes)
     depth = torch.from_numpy(fill.depth)
     known = torch.from_numpy(fill.depth_known)
-    observed = ~holes & (confidence > 0) & known
+    observed = known & ~holes
     frames = _select_init_frames(images.shape[0], config.init_frames)
     parts = {"observed": ([], [], [], []), "filled": ([], [], [], [])}
     for frame in frames:
@@ -354,16 +354,14 @@ def fit_background(frames: Frames, masks: ObjectMasks | None, depth: DepthMaps, 
     start = time.perf_counter()
     images = torch.from_numpy(fill.images).float() / 255.0
     holes = torch.from_numpy(fill.holes)
-    confidence = torch.from_numpy(depth.confidence)
-    points, colors, scales, num_observed, num_filled = lift_background(images, fill, confidence, viewmats, Ks, config,
-                                                                       generator)
+    points, colors, scales, num_observed, num_filled = lift_background(images, fill, viewmats, Ks, config, generator)
     gaussians = Gaussians.from_points(points, colors, sh_degree=config.sh_degree, scale=scales,
                                       opacity=config.init_opacity)
     camera_center = torch.linalg.inv(viewmats)[:, :3, 3].mean(0)
     scene_scale = float(torch.linalg.norm(points - camera_center, dim=1).median())
     weights = pixel_weights(holes, config.inpaint_weight)
     known = torch.from_numpy(fill.depth_known)
-    depth_confidence = torch.where(holes, 1.0, confidence) * known
+    depth_confidence = torch.where(holes, 1.0, torch.from_numpy(depth.confidence)) * known
     data = _Targets(images, weights, torch.from_numpy(fill.depth)[..., None], (depth_confidence[..., None] * weights),
                     viewmats, Ks)
     result_seconds["init"] = time.perf_counter() - start

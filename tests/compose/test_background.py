@@ -163,8 +163,8 @@ def test_lift_places_points_at_their_true_positions_and_keeps_only_unseen_fill()
     config = BackgroundConfig(init_frames=2, init_points=10**6, voxel_pixels=1.0)
     images = torch.from_numpy(fill.images).float() / 255
     points, _, _, n_obs, n_fill = lift_background(
-        images, fill, torch.from_numpy(depth.confidence), torch.from_numpy(cameras.viewmats).float(),
-        torch.from_numpy(cameras.Ks).float(), config, torch.Generator().manual_seed(0))
+        images, fill, torch.from_numpy(cameras.viewmats).float(), torch.from_numpy(cameras.Ks).float(), config,
+        torch.Generator().manual_seed(0))
     # Every background pixel centre (u, v) of frame t lifts to ((u - cx) / f * z + camera_x[t], (v - cy) / f * z, z);
     # the two frames overlap, so shared points appear once.
     expected = set()
@@ -189,9 +189,8 @@ def test_lift_keeps_fill_never_seen_at_inpainted_depth_and_voxels_dedupe():
     fill = fill_background(frames.images, holes, depth.depth, depth.confidence, True, InpaintConfig())
     config = BackgroundConfig(init_frames=2, init_points=10**6, voxel_pixels=0.5)
     points, _, _, n_obs, n_fill = lift_background(
-        torch.from_numpy(fill.images).float() / 255, fill, torch.from_numpy(depth.confidence),
-        torch.from_numpy(cameras.viewmats).float(), torch.from_numpy(cameras.Ks).float(), config,
-        torch.Generator().manual_seed(0))
+        torch.from_numpy(fill.images).float() / 255, fill, torch.from_numpy(cameras.viewmats).float(),
+        torch.from_numpy(cameras.Ks).float(), config, torch.Generator().manual_seed(0))
     # Both frames lift the same pixels: the voxel grid keeps one point per pixel.
     assert n_obs == H * W - holes[0].sum() and n_fill == holes[0].sum()
     np.testing.assert_allclose(points[n_obs:, 2].numpy(), PLANE_Z, rtol=1e-3)
