@@ -35,7 +35,7 @@ from preprocess.cameras.config import CamerasConfig, check_config
 from preprocess.cameras.intrinsics import centred_intrinsics, focal_from_fov, fov_from_focal, known_intrinsics
 from preprocess.cameras.poses import anchor_world, interpolate_poses
 from preprocess.cameras.reprojection import summarise_errors, track_reprojection_errors
-from preprocess.cameras.rotation import chain_rotations, chained, estimate_focal, rotation_between
+from preprocess.cameras.rotation import estimate_focal, rotation_only_viewmats
 from scene4d.contracts.cameras import Cameras
 from scene4d.contracts.frames import Frames
 from scene4d.contracts.masks import ObjectMasks
@@ -243,21 +243,18 @@ def _rotation_only(motion: BackgroundMotion, known_K: np.ndarray | None, width: 
     if known_K is not None:
         K, source = known_K, "known"
     else:
-        usable = motion.inliers > 0
-        estimate = (estimate_focal(chained(motion.homographies)[np.cumsum(~usable) == 0], width, height,
-                                   (config.checks.min_fov_deg, config.checks.max_fov_deg))
-                    if usable.any() and usable[0] else None)
-        if estimate is not None and estimate.constrained:
-            K, source = centred_intrinsics(estimate.focal, width, height), (
-                f"measured from homographies (sharpness {estimate.sharpness:.1f})")
+        estimate = estimate_focal(motion.matches, motion.tracks, motion.visibility, width, height,
+                                  (config.checks.min_fov_deg, config.checks.max_fov_deg))
+        report["focal_estimate"] = {"focal": round(estimate.focal, 2), "sharpness": round(estimate.sharpness, 3),
+                                    "error_px": round(estimate.error_px, 4), "constrained": estimate.constrained}
+        if estimate.constrained:
+            K = centred_intrinsics(estimate.focal, width, height)
+            source = f"measured from background tracks (sharpness {estimate.sharpness:.1f})"
         else:
             K, source = _prior_K(config, width, height), f"prior ({config.prior_fov_deg:g} deg diagonal)"
     report["intrinsics"] = _intrinsics_report(K, source, width, height)
-    num_frames = len(motion.homographies) + 1
-    steps = [rotation_between(source, target, K) if len(source) else np.eye(3) for source, target in motion.matches]
-    viewmats = np.tile(np.eye(4), (num_frames, 1, 1))
-    viewmats[:, :3, :3] = chain_rotations(steps)
-    return Cameras(Ks=np.repeat(K[None], num_frames, axis=0), viewmats=viewmats, width=width, height=height,
+    viewmats = rotation_only_viewmats(motion.matches, K)
+    return Cameras(Ks=np.repeat(K[None], len(viewmats), axis=0), viewmats=viewmats, width=width, height=height,
                    method="homography-rotation")
 
 

@@ -1,10 +1,9 @@
 """Rotation-only camera poses from background correspondences (a camera that turns but barely translates).
 
-For a camera rotating about its centre, frame t maps to frame t + 1 by ``H = K R K^-1`` where ``R`` turns
-camera-t coordinates into camera-(t + 1) coordinates. So ``K^-1 H K`` is a rotation up to scale for the right
-``K``, which measures the focal length when the rotations are large enough. The rotations themselves are
-fitted to the homographies' inlier correspondences as rays (3 parameters), which is far better conditioned
-than decomposing a fitted homography (8 parameters, its perspective terms poorly pinned by a narrow view).
+Between consecutive frames the rotation is fitted to the background homography's inlier correspondences as
+rays (3 parameters; far better conditioned than decomposing the fitted 8-parameter homography, whose
+perspective terms a narrow view pins poorly). The focal length is measured, when the rotations are large
+enough to reveal it, as the one whose rotation-only cameras best explain the long background tracks.
 """
 
 from __future__ import annotations
@@ -15,11 +14,16 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from preprocess.cameras.intrinsics import centred_intrinsics, focal_from_fov
+from preprocess.cameras.reprojection import track_reprojection_errors
 
 SHARPNESS_STEP = 1.25
 """The focal cost is compared at ``f / SHARPNESS_STEP`` and ``f * SHARPNESS_STEP`` around its minimum."""
 MIN_SHARPNESS = 2.0
 """A measured focal is kept only when the cost there is this many times lower than that much off it."""
+CLIP_PX = 5.0
+"""Track errors are clipped here in the focal cost, so tracks on unmasked moving objects weigh little."""
+MAX_TRACKS = 600
+"""The focal cost uses at most this many tracks (the longest), for speed."""
 
 
 def nearest_rotation(matrix: np.ndarray) -> np.ndarray:
@@ -28,12 +32,6 @@ def nearest_rotation(matrix: np.ndarray) -> np.ndarray:
     sign = np.sign(np.linalg.det(u @ vt))
     u[..., :, 2] *= sign[..., None]
     return u @ vt
-
-
-def _normalised(homographies: np.ndarray, K: np.ndarray) -> np.ndarray:
-    conjugated = np.linalg.inv(K) @ homographies @ K
-    det = np.linalg.det(conjugated)
-    return conjugated / np.cbrt(det)[..., None, None]
 
 
 def rotation_between(source: np.ndarray, target: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -66,65 +64,75 @@ def chain_rotations(steps: list[np.ndarray]) -> np.ndarray:
     return np.stack(rotations)
 
 
-def chained(homographies: np.ndarray) -> np.ndarray:
-    """(T-1, 3, 3) homographies from frame 0 to each frame t >= 1, composed from consecutive ones."""
-    out, total = [], np.eye(3)
-    for step in homographies:
-        total = step @ total
-        out.append(total / total[2, 2])
-    return np.stack(out) if out else np.zeros((0, 3, 3))
+def rotation_only_viewmats(matches: list[tuple[np.ndarray, np.ndarray]], K: np.ndarray) -> np.ndarray:
+    """(T, 4, 4) world-to-camera matrices with zero translation, from T-1 consecutive-frame correspondences.
 
-
-def rotation_residual(focal: float, homographies: np.ndarray, width: int, height: int) -> float:
-    """How far ``K^-1 H K`` is from a rotation, over all homographies (0 for exact rotations).
-
-    Mean squared spread of the log singular values, which is scale-free and 0 only for scaled rotations.
+    A pair without correspondences keeps the previous frame's rotation.
     """
-    conjugated = _normalised(homographies, centred_intrinsics(focal, width, height))
-    log_singular = np.log(np.linalg.svd(conjugated, compute_uv=False))
-    return float(np.mean((log_singular - log_singular.mean(axis=-1, keepdims=True)) ** 2))
+    steps = [rotation_between(source, target, K) if len(source) >= 2 else np.eye(3) for source, target in matches]
+    viewmats = np.tile(np.eye(4), (len(matches) + 1, 1, 1))
+    viewmats[:, :3, :3] = chain_rotations(steps)
+    return viewmats
+
+
+def rotation_only_error(focal: float, matches: list[tuple[np.ndarray, np.ndarray]], tracks: np.ndarray,
+                        visibility: np.ndarray, width: int, height: int) -> float:
+    """Mean (clipped at ``CLIP_PX``) reprojection error of tracks under rotation-only cameras with this focal."""
+    K = centred_intrinsics(focal, width, height)
+    viewmats = rotation_only_viewmats(matches, K)
+    errors = track_reprojection_errors(tracks, visibility, np.repeat(K[None], len(viewmats), axis=0), viewmats)
+    finite = errors[np.isfinite(errors)]
+    return float(np.mean(np.minimum(finite, CLIP_PX))) if len(finite) else float("inf")
 
 
 @dataclass
 class FocalEstimate:
-    """Result of measuring the focal length from homographies.
+    """Result of measuring the focal length of a rotating camera.
 
     Attributes:
-        focal: the measured focal length in pixels (meaningful whatever ``constrained`` says).
-        constrained: whether the homographies pin it down (a sharp, interior minimum).
-        sharpness: residual ``SHARPNESS_STEP`` off the minimum divided by the residual at it.
+        focal: the best focal length in pixels (meaningful whatever ``constrained`` says).
+        constrained: whether the data pin it down (a sharp minimum inside the searched range).
+        sharpness: cost ``SHARPNESS_STEP`` off the minimum divided by the cost at it.
+        error_px: the cost at the minimum (mean clipped track error, pixels).
     """
 
     focal: float
     constrained: bool
     sharpness: float
+    error_px: float
 
 
-def estimate_focal(homographies: np.ndarray, width: int, height: int,
-                   fov_range_deg: tuple[float, float] = (20.0, 120.0)) -> FocalEstimate:
-    """The focal length that makes frame-0-to-t homographies most rotation-like.
+def estimate_focal(matches: list[tuple[np.ndarray, np.ndarray]], tracks: np.ndarray, visibility: np.ndarray,
+                   width: int, height: int, fov_range_deg: tuple[float, float] = (20.0, 120.0)) -> FocalEstimate:
+    """The focal length whose rotation-only cameras best explain the background tracks.
 
     Args:
-        homographies: (N, 3, 3) rotation-induced homographies (best: from frame 0, so rotations are large).
-        width, height: image size.
+        matches: T-1 consecutive-frame correspondences ``(source (M, 2), target (M, 2))``.
+        tracks: (N, T, 2) background tracks; visibility: (N, T) bool. Long tracks across large rotations are
+            what reveal the focal length.
+        width, height: image size (principal point at its centre).
         fov_range_deg: diagonal fields of view searched.
 
     Returns:
         :class:`FocalEstimate`.
     """
+    longest = np.argsort(-visibility.sum(axis=1), kind="stable")[:MAX_TRACKS]
+    tracks, visibility = tracks[longest], visibility[longest]
+
+    def cost(log_focal: float) -> float:
+        return rotation_only_error(float(np.exp(log_focal)), matches, tracks, visibility, width, height)
+
     low = np.log(focal_from_fov(fov_range_deg[1], width, height))
     high = np.log(focal_from_fov(fov_range_deg[0], width, height))
-    grid = np.linspace(low, high, 41)
-    costs = [rotation_residual(np.exp(g), homographies, width, height) for g in grid]
+    grid = np.linspace(low, high, 25)
+    costs = [cost(g) for g in grid]
     best = int(np.argmin(costs))
     bounds = (grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)])
-    refined = minimize_scalar(lambda g: rotation_residual(np.exp(g), homographies, width, height),
-                              bounds=bounds, method="bounded", options={"xatol": 1e-4})
+    refined = minimize_scalar(cost, bounds=bounds, method="bounded", options={"xatol": 1e-3})
     focal = float(np.exp(refined.x))
-    at_minimum = max(refined.fun, 1e-12)
-    around = min(rotation_residual(focal / SHARPNESS_STEP, homographies, width, height),
-                 rotation_residual(focal * SHARPNESS_STEP, homographies, width, height))
+    at_minimum = max(float(refined.fun), 1e-9)
+    around = min(cost(refined.x - np.log(SHARPNESS_STEP)), cost(refined.x + np.log(SHARPNESS_STEP)))
     sharpness = around / at_minimum
     interior = 0 < best < len(grid) - 1
     return FocalEstimate(focal=focal, constrained=bool(interior and sharpness >= MIN_SHARPNESS),
-                         sharpness=float(sharpness))
+                         sharpness=float(sharpness), error_px=at_minimum)
