@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import cv2
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from scipy.spatial.transform import Rotation
 
 from preprocess.cameras.reprojection import reproject, triangulate_tracks
 from scene4d.contracts.cameras import Cameras
@@ -29,7 +32,8 @@ def _frustum_rays(cameras: Cameras, index: int) -> np.ndarray:
 
 
 def plot_camera_path(cameras: Cameras, title: str = "") -> np.ndarray:
-    """Top view (x-z) and side view (z-y, y up on screen) of the camera centres with frustum wedges.
+    """Top view (x-z) and side view (z-y, y up on screen) of the camera centres with frustum wedges, and each
+    camera's rotation from the first one against time (what a rotation-only or still camera shows).
 
     Returns:
         (H, W, 3) uint8 RGB plot.
@@ -39,11 +43,11 @@ def plot_camera_path(cameras: Cameras, title: str = "") -> np.ndarray:
     length = 0.15 * extent if extent > 1e-9 else 1.0
     colours = colormaps["viridis"](np.linspace(0, 1, len(centres)))
     shown = np.unique(np.linspace(0, len(centres) - 1, min(MAX_FRUSTA, len(centres))).round().astype(int))
-    figure = Figure(figsize=(9, 4), dpi=80)
+    figure = Figure(figsize=(13, 4.4), dpi=80)
     canvas = FigureCanvasAgg(figure)
     views = (("top view", 0, 2, 1, 2, "x", "z"), ("side view", 2, 1, 3, 4, "z", "y (up)"))
     for k, (name, a, b, edge0, edge1, label_a, label_b) in enumerate(views):
-        axes = figure.add_subplot(1, 2, k + 1)
+        axes = figure.add_subplot(1, 3, k + 1)
         flip = -1.0 if b == 1 else 1.0
         axes.plot(centres[:, a], flip * centres[:, b], color="0.6", linewidth=1, zorder=1)
         axes.scatter(centres[:, a], flip * centres[:, b], c=np.arange(len(centres)), cmap="viridis", s=8, zorder=2)
@@ -56,7 +60,17 @@ def plot_camera_path(cameras: Cameras, title: str = "") -> np.ndarray:
         axes.set_xlabel(label_a)
         axes.set_ylabel(label_b)
         axes.set_title(name)
-    figure.suptitle(title or f"{cameras.method}: {len(centres)} cameras, colour = time")
+    axes = figure.add_subplot(1, 3, 3)
+    relative = cameras.viewmats[:, :3, :3] @ cameras.viewmats[:1, :3, :3].transpose(0, 2, 1)
+    turns = np.degrees(Rotation.from_matrix(relative).as_rotvec())
+    for axis, name in enumerate(("tilt (x)", "pan (y)", "roll (z)")):
+        axes.plot(turns[:, axis], label=name)
+    axes.set_xlabel("frame")
+    axes.set_ylabel("degrees from frame 0")
+    axes.set_title("rotation")
+    axes.legend(fontsize=8)
+    figure.suptitle(textwrap.fill(title or f"{cameras.method}: {len(centres)} cameras", 150) + "\n(colour = time)",
+                    fontsize=10)
     figure.tight_layout()
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
@@ -71,8 +85,8 @@ def _overlay(image: np.ndarray, observed: np.ndarray, reprojected: np.ndarray, l
         start, end = (round(x0 - 0.5), round(y0 - 0.5)), (round(x1 - 0.5), round(y1 - 0.5))
         cv2.line(tile, start, end, REPROJECTED, 1, cv2.LINE_AA)
         cv2.circle(tile, start, 2, OBSERVED, -1, cv2.LINE_AA)
-    cv2.putText(tile, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(tile, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(tile, label, (5, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(tile, label, (5, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return tile
 
 
@@ -115,7 +129,7 @@ def contact_sheet_cameras(frames: Frames, cameras: Cameras, tracks: PointTracks 
                 label += f"  median {np.nanmedian(errors):.2f} px"
         tiles.append(_overlay(frames.images[t], observed, predicted, label))
     row = np.concatenate(tiles, axis=1)
-    plot = plot_camera_path(cameras, f"{cameras.method}: {cameras.notes[:90]}" if cameras.notes else "")
+    plot = plot_camera_path(cameras, f"{cameras.method}: {cameras.notes}" if cameras.notes else "")
     plot = cv2.resize(plot, (row.shape[1], round(plot.shape[0] * row.shape[1] / plot.shape[1])),
                       interpolation=cv2.INTER_AREA)
     return np.concatenate([plot, row], axis=0)

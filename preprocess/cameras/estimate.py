@@ -11,6 +11,11 @@ Order (``backend=auto``):
    horsejump pan.
 3. **rotation-only** poses from background homographies when no reconstruction passes.
 
+Intrinsics: known ones from the config are held fixed everywhere. Otherwise COLMAP estimates one focal
+length, and when it is unconstrained (re-adjusting with it 1.5x off barely worsens the fit) or the only check
+that fails is its plausibility, the mapper is re-run with the prior field of view held fixed. The rotation-only
+path measures the focal length from the background tracks when they pin it down, else uses the prior.
+
 World frame: the first camera's, with the median depth of the SfM points as the unit (rotation-only and fixed
 cameras have no translation, so no unit). When a few frames (at most ``1 - min_registered_fraction``) are not
 registered by an accepted COLMAP model, their poses are interpolated from the neighbouring registered ones
@@ -120,7 +125,8 @@ def estimate_camera_motion(frames: Frames, masks: ObjectMasks | None, config: Ca
             raise InputError(f"cameras: no COLMAP reconstruction passed the checks ({_attempts_line(report)})")
 
     cameras = _rotation_only(motion, known_K, width, height, config, report)
-    prefix = "backend=rotation" if config.backend == "rotation" else f"no COLMAP model passed ({_attempts_line(report)})"
+    prefix = ("backend=rotation" if config.backend == "rotation"
+              else f"no COLMAP model passed ({_attempts_line(report)})")
     return _finish(cameras, prefix, report, tracks, motion, np.zeros((0, 3)))
 
 
@@ -267,6 +273,9 @@ def _finish(cameras: Cameras, why: str, report: dict, tracks: PointTracks, motio
                 + (f"; {failures} frame pair(s) without a homography kept the previous rotation" if failures else ""))
     errors = track_reprojection_errors(tracks.tracks, tracks.visibility, cameras.Ks, cameras.viewmats)
     report["background_reprojection"] = summarise_errors(errors)
+    median = report["background_reprojection"]["median_px"]
+    if median is not None:
+        why += f"; median reprojection error of background tracks {median:.2f} px"
     report["backend"] = backend
     report["reason"] = why
     cameras.notes = why
