@@ -1,9 +1,10 @@
 """Forward + backward time and peak memory of the CPU render backends on object-like scenes.
 
-Each row runs in a fresh process with 2 intra-op threads. Time is the median over ``--repeats`` runs of
-``render()`` plus ``backward()`` of a loss on colours, alphas and depths, after one warm-up run. Memory is the
-peak resident set size (``getrusage`` ``ru_maxrss``) minus the resident set size measured with ``psutil``
-just before the warm-up, so it counts everything one render allocates, torch's caching included.
+Each measurement runs in a fresh process with ``--threads`` intra-op threads (2 by default). Time is the median
+over ``--repeats`` runs of ``render()`` plus ``backward()`` of a loss on colours, alphas and depths, after one
+warm-up run; the process CPU time is shown beside it (on a shared machine it is the steadier figure for one
+thread). Memory is the peak resident set size (``getrusage`` ``ru_maxrss``) minus the resident set size measured with ``psutil``
+after rendering a tiny scene and before the warm-up, so it counts what one render of the scene allocates.
 
 Example:
     python benchmarks/render_bench.py --sizes 1000x128 5000x256 --repeats 5 --json bench.json
@@ -50,34 +51,37 @@ def object_scene(num_gaussians: int, size: int, seed: int = 0) -> dict:
     }
 
 
-def _measure(backend: str, num_gaussians: int, size: int, repeats: int, queue) -> None:
+def _measure(backend: str, num_gaussians: int, size: int, repeats: int, threads: int, queue) -> None:
     from scene4d.render.render import render
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     scene = object_scene(num_gaussians, size)
     params = {k: scene[k].requires_grad_() for k in ("means", "quats", "scales", "opacities", "colors")}
     g = torch.Generator().manual_seed(1)
     weights = [torch.rand(1, size, size, d, generator=g) for d in (3, 1, 1)]
 
-    def step() -> float:
-        start = time.perf_counter()
+    def step() -> tuple[float, float]:
+        start, start_cpu = time.perf_counter(), time.process_time()
         out = render(**{**scene, **params}, backend=backend)
         loss = sum((t * w).sum() for t, w in zip((out.colors, out.alphas, out.depths), weights))
         loss.backward()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - start_cpu
 
+    tiny = object_scene(10, 16)
+    render(**tiny, backend=backend)  # loads the backend and starts thread pools outside the measured memory
     rss_before = psutil.Process().memory_info().rss
     step()
-    times = [step() for _ in range(repeats)]
+    wall, cpu = zip(*(step() for _ in range(repeats)))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    queue.put({"ms": 1000 * statistics.median(times), "peak_mib": max(peak - rss_before, 0) / 2**20})
+    queue.put({"ms": 1000 * statistics.median(wall), "cpu_ms": 1000 * statistics.median(cpu),
+               "peak_mib": max(peak - rss_before, 0) / 2**20})
 
 
-def measure(backend: str, num_gaussians: int, size: int, repeats: int) -> dict:
-    """Run one configuration in a fresh process; returns ``{"ms": ..., "peak_mib": ...}``."""
+def measure(backend: str, num_gaussians: int, size: int, repeats: int, threads: int = 2) -> dict:
+    """Run one configuration in a fresh process; returns ``{"ms": ..., "cpu_ms": ..., "peak_mib": ...}``."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(backend, num_gaussians, size, repeats, queue))
+    proc = ctx.Process(target=_measure, args=(backend, num_gaussians, size, repeats, threads, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -98,6 +102,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=None, help="default: every available CPU backend")
     parser.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES, help="NxS: N Gaussians, S x S pixels")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args()
     backends = args.backends or available_backends()
@@ -107,22 +112,22 @@ def main() -> None:
         num_gaussians, size = (int(v) for v in spec.lower().split("x"))
         row = {"n": num_gaussians, "size": size}
         for backend in backends:
-            row[backend] = measure(backend, num_gaussians, size, args.repeats)
+            row[backend] = measure(backend, num_gaussians, size, args.repeats, args.threads)
         rows.append(row)
 
-    header = ["N", "image"] + [f"{b} ms" for b in backends] + [f"{b} peak MiB" for b in backends]
+    header = ["N", "image"] + [f"{b} {col}" for b in backends for col in ("ms", "CPU ms", "peak MiB")]
     if len(backends) > 1:
-        header += [f"{backends[0]} / {b}" for b in backends[1:]]
+        header += [f"{b} speed-up" for b in backends[1:]]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:
         cells = [str(row["n"]), f"{row['size']}x{row['size']}"]
-        cells += [f"{row[b]['ms']:.1f}" for b in backends] + [f"{row[b]['peak_mib']:.0f}" for b in backends]
+        cells += [f"{row[b][k]:{f}}" for b in backends for k, f in (("ms", ".1f"), ("cpu_ms", ".1f"), ("peak_mib", ".0f"))]
         cells += [f"{row[backends[0]]['ms'] / row[b]['ms']:.2f}x" for b in backends[1:]]
         print("| " + " | ".join(cells) + " |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": 2, "repeats": args.repeats, "rows": rows}, f, indent=2)
+            json.dump({"threads": args.threads, "repeats": args.repeats, "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

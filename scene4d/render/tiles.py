@@ -1,18 +1,19 @@
 """Tile-binned differentiable rasterizer in plain PyTorch: the ``torch`` backend of :func:`render`.
 
-Each Gaussian is binned to the ``tile_size`` squared tiles its footprint box touches; a tile's pixels are then
-composited against that tile's depth-sorted list only. Values follow the rules in
-:mod:`scene4d.render.projection` exactly as :func:`~scene4d.render.reference.rasterize_reference` does: a
-Gaussian left out of a tile has alpha 0 there, a factor of exactly 1 in the transmittance product.
+Each Gaussian is binned to the square tiles that its footprint reaches; a tile's pixels are composited against
+that tile's depth-sorted list only. Values follow :mod:`scene4d.render.projection` exactly as
+:func:`~scene4d.render.reference.rasterize_reference` does: a Gaussian left out of a tile has alpha 0 there, a
+factor of exactly 1 in the transmittance product.
 
-The lists are walked front to back in segments, carrying each pixel's transmittance from one segment to the
-next, so a tile drops out once its list ends or all its pixels have terminated. At most ``chunk_elements``
-(pixel, Gaussian) pairs are evaluated at once, and the backward pass is written by hand and recomputes the
-alphas, so the working memory does not grow with the scene.
+The lists are walked front to back in segments, carrying each pixel's transmittance from segment to segment, so a
+tile drops out once its list ends or all its pixels have terminated. At most ``chunk_elements`` (pixel, Gaussian)
+pairs are evaluated at once, and the hand-written backward recomputes the alphas, so the working memory does not
+grow with the scene.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -33,7 +34,7 @@ def rasterize_tiles(
     width: int,
     height: int,
     backgrounds: torch.Tensor | None = None,  # (C, D)
-    tile_size: int = 16,
+    tile_size: int = 8,
     chunk_elements: int = 1 << 18,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Composite projected Gaussians tile by tile; same outputs as ``rasterize_reference``.
@@ -43,7 +44,7 @@ def rasterize_tiles(
         colors: (C, N, D) per-camera colours (or any features).
         width, height: image size.
         backgrounds: (C, D) colour behind everything, or None for zeros.
-        tile_size: side of the square tiles in pixels.
+        tile_size: side of the square tiles in pixels (8 is faster than 16 on the CPU: less wasted area).
         chunk_elements: most (pixel, Gaussian) pairs evaluated at once; bounds the working memory.
 
     Returns:
@@ -54,13 +55,10 @@ def rasterize_tiles(
     grid = (math.ceil(width / tile_size), math.ceil(height / tile_size), tile_size, chunk_elements)
     lists = _bin_gaussians(projected, *grid[:3])
 
-    # One row per (camera, Gaussian) plus a transparent dummy row (opacity 0) that pads the per-tile lists.
-    params = torch.cat([projected.means2d.reshape(-1, 2), projected.conics.reshape(-1, 3),
-                        projected.opacities.reshape(-1, 1)], dim=-1)
-    feats = torch.cat([colors.reshape(-1, dim), projected.depths.reshape(-1, 1),
-                       torch.ones_like(projected.depths).reshape(-1, 1)], dim=-1)
-    params = torch.cat([params, params.new_zeros(1, 6)])
-    feats = torch.cat([feats, feats.new_zeros(1, dim + 2)])
+    # One row per (camera, Gaussian) plus a transparent zero row (opacity 0) that pads the per-tile lists.
+    params = torch.cat([projected.means2d, projected.conics, projected.opacities[..., None]], dim=-1)
+    feats = torch.cat([colors, projected.depths[..., None], torch.ones_like(projected.depths)[..., None]], dim=-1)
+    params, feats = (F.pad(t.reshape(-1, t.shape[-1]), (0, 0, 0, 1)) for t in (params, feats))
     out = _TileComposite.apply(params, feats, lists, grid)
 
     image = out.reshape(num_cams, grid[1], grid[0], dim + 2, tile_size, tile_size).permute(0, 1, 4, 2, 5, 3)
@@ -105,8 +103,7 @@ def _ellipse_reaches(projected, rows, pair, tx, ty, tile_size):
     of the tile's pixel centres q is smallest on the line ``dx = ex`` nearest the centre (``ex = 0`` if the box
     spans it), or on the line ``dy = ey``; along ``dx = ex``, ``q = det / c ex^2 + c (dy + b ex / c)^2``.
     """
-    conic = projected.conics.reshape(-1, 3).index_select(0, rows).double()
-    a, b, c = conic.unbind(-1)
+    a, b, c = projected.conics.reshape(-1, 3).index_select(0, rows).double().unbind(-1)
     det = a * c - b * b  # in float64: it cancels badly for elongated footprints
     reach = 2.02 * torch.log(projected.opacities.reshape(-1).index_select(0, rows) / ALPHA_THRESHOLD) + 0.05
     table = torch.stack([det / c, det / a, -b / c, -b / a, a, c], dim=-1).to(reach.dtype)
@@ -123,7 +120,7 @@ def _ellipse_reaches(projected, rows, pair, tx, ty, tile_size):
 
 
 def _segments(lists, carry, grid, dummy):
-    """Yield ``(tiles (B,), rows (B, S))``: every tile's list in segments, front to back, in chunks.
+    """Yield ``(tiles (B,), rows (B, S))``: the tiles' lists in segments, front to back, in chunks.
 
     A tile drops out once its list ends or ``carry`` (T, P), which the caller updates, shows all its pixels have
     terminated. Segments lengthen as tiles drop out, keeping chunks near ``chunk_elements`` pairs.
@@ -142,20 +139,15 @@ def _segments(lists, carry, grid, dummy):
         live = live[(lengths[live] > first) & (carry[live].amax(-1) > TRANSMITTANCE_MIN)]
 
 
-def _pixel_grid(tiles, grid, like):
-    """Pixel-centre columns and rows (B, s) of the tiles with flat ids ``tiles`` (B,)."""
-    tiles_x, tiles_y, tile_size, _ = grid
-    offsets = torch.arange(tile_size, dtype=like.dtype, device=like.device) + 0.5
-    tx, ty = tiles % tiles_x, (tiles // tiles_x) % tiles_y
-    return (tx * tile_size).to(like.dtype)[:, None] + offsets, (ty * tile_size).to(like.dtype)[:, None] + offsets
-
-
-def _alphas(p, cols, rows):
-    """Alphas of (B, K) Gaussians ``p = [mx, my, a, b, c, opacity]`` at the pixel grid ``rows x cols`` (B, s).
+def _alphas(p, tiles, grid):
+    """Alphas of (B, K) Gaussians ``p = [mx, my, a, b, c, opacity]`` at the pixels of the tiles ``tiles`` (B,).
 
     Returns ``dx`` (B, 1, s, K), ``dy`` (B, s, 1, K), ``v = opacity * exp(power)`` zeroed below
-    ``ALPHA_THRESHOLD`` and ``alpha = min(v, ALPHA_MAX)``, both (B, s*s, K).
+    ``ALPHA_THRESHOLD`` and ``alpha = min(v, ALPHA_MAX)``, both (B, s*s, K), for tiles of side s.
     """
+    tiles_x, tiles_y, tile_size, _ = grid
+    corner = torch.stack([tiles % tiles_x, tiles // tiles_x % tiles_y]).to(p.dtype) * tile_size
+    cols, rows = corner[..., None] + torch.arange(tile_size, dtype=p.dtype, device=p.device) + 0.5  # (B, s) each
     mx, my, a, b, c, o = (t[:, None, None, :] for t in p.unbind(-1))
     dx = cols[:, None, :, None] - mx
     dy = rows[:, :, None, None] - my
@@ -167,6 +159,7 @@ def _alphas(p, cols, rows):
     return dx, dy, v, v.clamp(max=ALPHA_MAX)
 
 
+@functools.cache
 def _float_before(value, dtype):
     """The largest float of ``dtype`` below ``value``."""
     return torch.nextafter(torch.tensor(value, dtype=dtype), torch.tensor(-math.inf, dtype=dtype)).item()
@@ -199,8 +192,8 @@ class _TileComposite(torch.autograd.Function):
         ctx.batches = []  # (tiles, rows, transmittance entering), replayed backwards
         for tiles, idx in _segments(lists, carry, grid, len(params) - 1):
             ctx.batches.append((tiles, idx, carry.index_select(0, tiles)))
-            *_, weights, carry_out = _composite(_alphas(_take(params, idx), *_pixel_grid(tiles, grid, feats))[3],
-                                                ctx.batches[-1][2])
+            alpha = _alphas(_take(params, idx), tiles, grid)[3]
+            *_, weights, carry_out = _composite(alpha, ctx.batches[-1][2])
             carry.index_copy_(0, tiles, carry_out)
             # (D + 2, K) x (K, P) products: MKL is several times faster this way round than (P, K) x (K, D + 2).
             out.index_add_(0, tiles, torch.bmm(_take(feats, idx).transpose(1, 2), weights.transpose(1, 2)))
@@ -217,7 +210,7 @@ class _TileComposite(torch.autograd.Function):
         later = grad_out.new_zeros(len(grad_out), tile_size**2)  # per pixel: sum of G_j w_j over the segments behind
         for tiles, idx, carry in reversed(ctx.batches):
             p, f, g_out = _take(params, idx), _take(feats, idx).transpose(1, 2), grad_out.index_select(0, tiles)
-            dx, dy, v, alpha = _alphas(p, *_pixel_grid(tiles, ctx.grid, feats))
+            dx, dy, v, alpha = _alphas(p, tiles, ctx.grid)
             one_minus, before, weights, _ = _composite(alpha, carry)
             grad_feats.index_add_(0, idx.reshape(-1), torch.bmm(g_out, weights).transpose(1, 2).flatten(0, 1))
             grad_w = torch.bmm(g_out.transpose(1, 2), f)  # G = dL/dw (B, P, K)
@@ -226,9 +219,8 @@ class _TileComposite(torch.autograd.Function):
             later.index_copy_(0, tiles, total[..., 0])
             # dL/dalpha_k = G_k T_k - sum_{j > k} G_j w_j / (1 - alpha_k); both terms vanish once terminated.
             grad_alpha = grad_w.mul_(before).sub_(torch.sub(total, suffix, out=suffix).div_(one_minus))
-            # alpha = min(v, ALPHA_MAX) passes gradient only where v <= ALPHA_MAX (v is already 0 below the threshold).
-            v_passing = F.threshold_(v.neg_(), clamped, 0.0).neg_()
-            grad_power = grad_alpha.mul_(v_passing).unflatten(1, (tile_size, tile_size))
+            # min(v, ALPHA_MAX) passes gradient only where v <= ALPHA_MAX; v is already 0 below the threshold.
+            grad_power = grad_alpha.mul_(F.threshold_(v.neg_(), clamped, 0.0).neg_()).unflatten(1, (tile_size,) * 2)
             grad_params.index_add_(0, idx.reshape(-1), _power_to_params(grad_power, dx, dy, p).flatten(0, 1))
         return grad_params, grad_feats, None, None
 

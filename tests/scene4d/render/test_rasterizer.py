@@ -42,7 +42,7 @@ def _rasterize_gsplat(projected, colors, width, height, backgrounds=None):
     offsets = isect_offset_encode(isect_ids, num_cams, tiles_x, tiles_y)
     feats = torch.cat([cuda(colors), depths[..., None]], dim=-1)
     if backgrounds is not None:
-        backgrounds = torch.cat([cuda(backgrounds), backgrounds.new_zeros(num_cams, 1, device="cuda")], dim=-1)
+        backgrounds = torch.cat([cuda(backgrounds), torch.zeros(num_cams, 1, device="cuda")], dim=-1)
     image, alpha = rasterize_to_pixels(means2d, cuda(projected.conics), feats, cuda(projected.opacities),
                                        width, height, tile, offsets, flatten_ids, backgrounds=backgrounds)
     depth = image[..., -1:] / torch.clamp(alpha, min=1e-10)
