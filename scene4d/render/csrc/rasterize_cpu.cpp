@@ -247,6 +247,15 @@ struct Splat {
         y0(std::max(box[2], py0)), y1(std::min(box[3], py1)) {}
 };
 
+// How many Gaussians ahead of a tile's walk to prefetch: the splat rows are too many to stay in cache.
+constexpr int kPrefetch = 4;
+
+template <typename scalar_t>
+void prefetch_splat(const scalar_t* splats, const int32_t* boxes, int64_t stride, int64_t row) {
+  __builtin_prefetch(splats + row * stride);
+  __builtin_prefetch(boxes + 4 * row);
+}
+
 // Geometry of one (camera, tile) work item.
 struct TileGeometry {
   int64_t cam, begin, end;
@@ -282,16 +291,11 @@ bool none(const Vec<scalar_t>& mask) {
   return mask.zero_mask() == (1 << Vec<scalar_t>::size()) - 1;
 }
 
-// The Gaussian's power -0.5 d^T conic d at the pixel centres of one vector of a row.
+// Offsets x + 0.5 - mx of the pixel centres of the vector of a row starting at column x.
 template <typename scalar_t>
-struct RowChunk {
-  Vec<scalar_t> dx, power;
-
-  RowChunk(const Splat<scalar_t>& s, int x, const Vec<scalar_t>& dy, const Vec<scalar_t>& c_dy_dy) {
-    dx = Vec<scalar_t>::arange(static_cast<scalar_t>(x) + static_cast<scalar_t>(0.5), scalar_t(1)) - Vec<scalar_t>(s.mx);
-    power = Vec<scalar_t>(-0.5) * (Vec<scalar_t>(s.a) * dx * dx + c_dy_dy) - Vec<scalar_t>(s.b) * dx * dy;
-  }
-};
+Vec<scalar_t> offsets_x(const Splat<scalar_t>& s, int x) {
+  return Vec<scalar_t>::arange(static_cast<scalar_t>(x) + static_cast<scalar_t>(0.5), scalar_t(1)) - Vec<scalar_t>(s.mx);
+}
 
 // Calls body(dy, c*dy*dy, local index, x) for each vector of the tile rows that the Gaussian's box covers.
 template <typename scalar_t, typename Body>
@@ -304,6 +308,23 @@ void for_each_chunk(const Splat<scalar_t>& s, const TileGeometry& tile, Body&& b
     for (int cx = (s.x0 - tile.px0) / lanes * lanes; cx <= s.x1 - tile.px0; cx += lanes)
       body(dy, c_dy_dy, (y - tile.py0) * kTile + cx, tile.px0 + cx);
   }
+}
+
+// The power -0.5 d^T conic d and exp(min(power, 0)) at the pixels of the vectors of the Gaussian's box in the
+// tile that pass wanted(local index), stored at their local indices. The exp calls of a (Gaussian, tile) all
+// come before its compositing loop, which then keeps its accumulators in registers.
+template <typename scalar_t, typename Wanted>
+void eval_gaussian(const Splat<scalar_t>& s, const TileGeometry& tile, Wanted&& wanted, scalar_t* powers,
+                   scalar_t* gauss) {
+  using V = Vec<scalar_t>;
+  const V a(s.a), b(s.b), zero(0);
+  for_each_chunk(s, tile, [&](const V& dy, const V& c_dy_dy, int p, int x) {
+    if (!wanted(p)) return;
+    const V dx = offsets_x(s, x);
+    const V power = V(-0.5) * (a * dx * dx + c_dy_dy) - b * dx * dy;
+    power.store(powers + p);
+    at::vec::minimum(power, zero).exp().store(gauss + p);
+  });
 }
 
 template <typename scalar_t>
@@ -345,7 +366,8 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& means2d, const at::Tensor
   {
     FlushDenormals ftz;
     // Planes of kTilePixels: transmittance, sum w, sum w z, list count, live mask, then sum w colour.
-    std::vector<scalar_t> buffer(kTilePixels * (5 + dim));
+    std::vector<scalar_t> buffer(kTilePixels * (5 + dim)), scratch(2 * kTilePixels);
+    scalar_t *powers = scratch.data(), *gauss = powers + kTilePixels;
     scalar_t* trans = buffer.data();
     scalar_t* acc_w = trans + kTilePixels;
     scalar_t* acc_z = acc_w + kTilePixels;
@@ -366,14 +388,15 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& means2d, const at::Tensor
       int remaining = (tile.px1 - tile.px0 + 1) * (tile.py1 - tile.py0 + 1);
       for (int64_t j = tile.begin; j < tile.end && remaining > 0; ++j) {
         const int64_t row = isect[j];
+        if (j + kPrefetch < tile.end) prefetch_splat(splat, box, stride, isect[j + kPrefetch]);
         const Splat<scalar_t> s(splat + row * stride, box + 4 * row, tile.px0, tile.px1, tile.py0, tile.py1);
         const V opacity(s.opacity), z(s.z), position(static_cast<scalar_t>(j - tile.begin + 1));
-        for_each_chunk(s, tile, [&](const V& dy, const V& c_dy_dy, int p, int x) {
-          const V live_now = V::loadu(live + p);
-          if (none(live_now)) return;
-          const RowChunk<scalar_t> r(s, x, dy, c_dy_dy);
-          const V alpha = at::vec::minimum(opacity * at::vec::minimum(r.power, zero).exp(), alpha_max);
-          const V valid = (alpha >= alpha_min) & live_now;
+        const auto any_live = [&](int p) { return !none(V::loadu(live + p)); };
+        eval_gaussian(s, tile, any_live, powers, gauss);
+        for_each_chunk(s, tile, [&](const V&, const V&, int p, int) {
+          if (!any_live(p)) return;
+          const V alpha = at::vec::minimum(opacity * V::loadu(gauss + p), alpha_max);
+          const V valid = (alpha >= alpha_min) & V::loadu(live + p);
           if (none(valid)) return;
           const V t = V::loadu(trans + p);
           const V next_t = t * (one - alpha);
@@ -458,7 +481,8 @@ std::vector<at::Tensor> backward_impl(const std::vector<at::Tensor>& in, int64_t
     // Planes of kTilePixels: the transmittance in front of the current Gaussian, the 3DGS running sum over
     // the Gaussians behind it, dL/dw without the colour and depth terms, dL/d(sum w z), the list count,
     // then dL/dcolour per channel.
-    std::vector<scalar_t> buffer(kTilePixels * (5 + dim));
+    std::vector<scalar_t> buffer(kTilePixels * (5 + dim)), scratch(2 * kTilePixels);
+    scalar_t *powers = scratch.data(), *gauss_buf = powers + kTilePixels;
     scalar_t* trans = buffer.data();
     scalar_t* behind = trans + kTilePixels;
     scalar_t* v_w = behind + kTilePixels;
@@ -495,15 +519,17 @@ std::vector<at::Tensor> backward_impl(const std::vector<at::Tensor>& in, int64_t
         }
       for (int32_t j = max_last - 1; j >= 0; --j) {
         const int64_t row = isect[tile.begin + j];
+        if (j >= kPrefetch) prefetch_splat(splat, box, stride, isect[tile.begin + j - kPrefetch]);
         const Splat<scalar_t> s(splat + row * stride, box + 4 * row, tile.px0, tile.px1, tile.py0, tile.py1);
         const V opacity(s.opacity), z(s.z), a(s.a), b(s.b), c(s.c), position(static_cast<scalar_t>(j));
         V g_mx(0), g_my(0), g_a(0), g_b(0), g_c(0), g_opacity(0), g_z(0);
         std::fill(g_col.begin(), g_col.end(), zero);
-        for_each_chunk(s, tile, [&](const V& dy, const V& c_dy_dy, int p, int x) {
+        const auto any_listed = [&](int p) { return !none(position < V::loadu(last + p)); };
+        eval_gaussian(s, tile, any_listed, powers, gauss_buf);
+        for_each_chunk(s, tile, [&](const V& dy, const V&, int p, int x) {
           const V listed = position < V::loadu(last + p);
           if (none(listed)) return;
-          const RowChunk<scalar_t> r(s, x, dy, c_dy_dy);
-          const V gauss = at::vec::minimum(r.power, zero).exp();
+          const V gauss = V::loadu(gauss_buf + p);
           const V raw = opacity * gauss;
           const V alpha = at::vec::minimum(raw, alpha_max);
           const V valid = listed & (alpha >= alpha_min);
@@ -527,8 +553,8 @@ std::vector<at::Tensor> backward_impl(const std::vector<at::Tensor>& in, int64_t
           // No gradient through an alpha clamped at ALPHA_MAX, nor through a power clamped at 0.
           const V unclamped = valid & (raw <= alpha_max);
           g_opacity = g_opacity + V::blendv(zero, v_alpha_i * gauss, unclamped);
-          const V v_power = V::blendv(zero, v_alpha_i * raw, unclamped & (r.power <= zero));
-          const V& dx = r.dx;
+          const V v_power = V::blendv(zero, v_alpha_i * raw, unclamped & (V::loadu(powers + p) <= zero));
+          const V dx = offsets_x(s, x);
           g_mx = g_mx + v_power * (a * dx + b * dy);
           g_my = g_my + v_power * (b * dx + c * dy);
           g_a = g_a - half * v_power * dx * dx;
