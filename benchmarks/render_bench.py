@@ -3,7 +3,8 @@
 Each measurement runs in a fresh process with ``--threads`` intra-op threads (2 by default). Time is the median
 over ``--repeats`` runs of ``render()`` plus ``backward()`` of a loss on colours, alphas and depths, after one
 warm-up run; the process CPU time is shown beside it (on a shared machine it is the steadier figure for one
-thread). Memory is the peak resident set size (``getrusage`` ``ru_maxrss``) minus the resident set size measured with ``psutil``
+thread). Memory is the peak resident set size (``getrusage`` ``ru_maxrss``) minus the resident set size measured
+with ``psutil``
 after rendering a tiny scene and before the warm-up, so it counts what one render of the scene allocates.
 
 Example:
@@ -122,7 +123,8 @@ def main() -> None:
     print("|" + "---|" * len(header))
     for row in rows:
         cells = [str(row["n"]), f"{row['size']}x{row['size']}"]
-        cells += [f"{row[b][k]:{f}}" for b in backends for k, f in (("ms", ".1f"), ("cpu_ms", ".1f"), ("peak_mib", ".0f"))]
+        formats = (("ms", ".1f"), ("cpu_ms", ".1f"), ("peak_mib", ".0f"))
+        cells += [f"{row[b][key]:{fmt}}" for b in backends for key, fmt in formats]
         cells += [f"{row[backends[0]]['ms'] / row[b]['ms']:.2f}x" for b in backends[1:]]
         print("| " + " | ".join(cells) + " |")
     if args.json:

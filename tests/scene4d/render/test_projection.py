@@ -64,7 +64,8 @@ class TestCulling:
         assert project_one([0.0, 0.0, 4.0], [0.1] * 3, opacity=0.5 * ALPHA_THRESHOLD).radii.abs().sum() == 0
 
     def test_off_screen_versus_straddling_the_edge(self):
-        # At z=4 a sigma of 0.1 is 1.25 px, so the radius is 5 px: centre 10 px left of the image is off screen, 2 px is not.
+        # At z=4 a sigma of 0.1 is 1.25 px, so the radius is 5 px: a centre 10 px left of the image is off screen,
+        # one 2 px left of it is not.
         assert project_one([-30.0 * 4 / 50, 0.0, 4.0], [0.1] * 3).radii.abs().sum() == 0
         assert project_one([-22.0 * 4 / 50, 0.0, 4.0], [0.1] * 3).visible.all()
 
@@ -99,7 +100,8 @@ def test_gradcheck_means_quats_scales(make_scene):
     scene = make_scene(n=4, cams=2, width=20, height=16)
 
     def project(means, quats, scales):
-        p = project_gaussians(means, quats, scales, scene.opacities, scene.viewmats, scene.Ks, scene.width, scene.height)
+        p = project_gaussians(means, quats, scales, scene.opacities, scene.viewmats, scene.Ks,
+                              scene.width, scene.height)
         return p.means2d, p.conics, p.depths
 
     inputs = tuple(t.detach().clone().requires_grad_() for t in (scene.means, scene.quats, scene.scales))

@@ -75,7 +75,8 @@ def scene_grads(rasterize, scene, output, seed=0):
     """Gradients of ``sum(cotangent * output)`` wrt every scene tensor."""
     scene.requires_grad_()
     values = dict(zip(OUTPUTS, rasterize_scene(rasterize, scene)))
-    cotangent = torch.rand(values[output].shape, generator=torch.Generator().manual_seed(seed), dtype=values[output].dtype)
+    generator = torch.Generator().manual_seed(seed)
+    cotangent = torch.rand(values[output].shape, generator=generator, dtype=values[output].dtype)
     names, tensors = zip(*scene.tensors().items())
     return dict(zip(names, torch.autograd.grad((values[output] * cotangent).sum(), tensors, allow_unused=True)))
 
@@ -202,7 +203,8 @@ def test_no_gaussians(backend, make_scene):
     scene = make_scene(n=0, cams=2, dim=4)
     scene.backgrounds.requires_grad_()
     colors, alphas, depths = rasterize_scene(backend.rasterize, scene)
-    assert colors.shape == (2, scene.height, scene.width, 4) and alphas.shape == depths.shape == (2, scene.height, scene.width, 1)
+    assert colors.shape == (2, scene.height, scene.width, 4)
+    assert alphas.shape == depths.shape == (2, scene.height, scene.width, 1)
     torch.testing.assert_close(colors, scene.backgrounds[:, None, None, :].expand_as(colors), atol=1e-7, rtol=0)
     assert (alphas == 0).all() and (depths == 0).all()
     colors.sum().backward()
@@ -217,7 +219,8 @@ def test_culled_gaussians_contribute_nothing(backend, make_scene):
     extra = in_camera @ cam_to_world[:3, :3].T + cam_to_world[:3, 3]
     culled = scene.append(extra)
     assert not culled.project().visible[0, -4:].any()
-    assert_values_close(backend, rasterize_scene(backend.rasterize, culled), rasterize_scene(rasterize_reference, scene))
+    expected = rasterize_scene(rasterize_reference, scene)
+    assert_values_close(backend, rasterize_scene(backend.rasterize, culled), expected)
     for output in OUTPUTS:
         grads = scene_grads(backend.rasterize, culled, output)
         for name in ("means", "quats", "scales", "opacities"):
@@ -274,4 +277,5 @@ def test_torch_tiling_does_not_change_results(make_scene, tile_size, chunk_eleme
 
     torch_backend = Backend("torch", rasterize, exact=True)
     assert_values_close(torch_backend, rasterize_scene(rasterize, scene), rasterize_scene(rasterize_reference, scene))
-    assert_grads_close(torch_backend, scene_grads(rasterize, scene, "colors"), scene_grads(rasterize_reference, scene, "colors"))
+    assert_grads_close(torch_backend, scene_grads(rasterize, scene, "colors"),
+                       scene_grads(rasterize_reference, scene, "colors"))
