@@ -1,15 +1,14 @@
-"""Compiled CPU tile rasterizer (C++17 + OpenMP), same results as :func:`rasterize_reference`.
+"""Compiled CPU tile rasterizer (C++ and OpenMP), same results as :func:`rasterize_reference`.
 
-The C++ source (``csrc/rasterize_cpu.cpp``) is compiled on first use with
-:func:`torch.utils.cpp_extension.load` and cached in the torch extensions directory
-(``$TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``). Pre-build it with
-``python -m scene4d.render.cpu_kernel --build``.
+The C++ sources in ``csrc/`` are compiled on first use with :func:`torch.utils.cpp_extension.load` (C++20,
+which PyTorch's headers require) and cached in the torch extensions directory (``$TORCH_EXTENSIONS_DIR``, by
+default ``~/.cache/torch_extensions``). Pre-build it with ``python -m scene4d.render.cpu_kernel --build``.
 
-The kernel bins footprints into 16x16 tiles, sorts each tile's Gaussians by depth (ties by index), and
-composites front to back, one OpenMP task per (camera, tile). Its backward is the 3DGS one (back to
-front, recovering the transmittance from the final one) with per-intersection partial sums reduced in
-a fixed order, so gradients do not depend on the thread count. It uses ``torch.get_num_threads()``
-threads. Projection stays in PyTorch: autograd carries these gradients on through it.
+The kernel bins footprints into 16x16 tiles, sorts each tile's Gaussians by depth (ties by index) and composites
+front to back, one OpenMP task per (camera, tile), a SIMD vector of a tile row at a time. Its backward is the 3DGS
+one (back to front, recovering the transmittance from the final one) with per-intersection partial sums reduced
+in a fixed order, so gradients do not depend on the thread count. It uses ``torch.get_num_threads()`` threads.
+Projection stays in PyTorch: autograd carries these gradients on through it.
 """
 
 from __future__ import annotations
@@ -27,7 +26,8 @@ from scene4d.render.projection import ProjectedGaussians
 
 logger = logging.getLogger(__name__)
 
-_SOURCE = Path(__file__).parent / "csrc" / "rasterize_cpu.cpp"
+_SOURCES = [Path(__file__).parent / "csrc" / name for name in ("binning.cpp", "forward.cpp", "backward.cpp",
+                                                              "bindings.cpp")]
 # ATen's vector types are compiled for the widest instruction set PyTorch itself uses on this CPU. The build is
 # cached under a name per instruction set, so a cache shared with an older CPU never loads the wrong one.
 _SIMD_FLAGS = {
@@ -45,7 +45,7 @@ def build_kernel(verbose: bool = False) -> ModuleType:
     simd = _SIMD_FLAGS.get(capability, [])
     return cpp_extension.load(
         name=f"scene4d_cpu_rasterizer_{capability.lower() if simd else 'generic'}",
-        sources=[str(_SOURCE)],
+        sources=[str(path) for path in _SOURCES],
         # No FMA contraction: each product and sum rounds as in the PyTorch reference.
         extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off", *simd],
         extra_ldflags=["-fopenmp"],
