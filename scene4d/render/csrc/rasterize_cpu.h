@@ -11,6 +11,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
@@ -105,14 +106,10 @@ struct TileGeometry {
 template <typename scalar_t>
 using Vec = at::vec::Vectorized<scalar_t>;
 
-// Sum of the lanes, always in the same order.
+// Sum of the lanes, always in the same order (a fixed tree).
 template <typename scalar_t>
 scalar_t lane_sum(const Vec<scalar_t>& v) {
-  scalar_t lanes[Vec<scalar_t>::size()];
-  v.store(lanes);
-  scalar_t sum = 0;
-  for (int i = 0; i < Vec<scalar_t>::size(); ++i) sum += lanes[i];
-  return sum;
+  return at::vec::vec_reduce_all<scalar_t>([](const Vec<scalar_t>& a, const Vec<scalar_t>& b) { return a + b; }, v);
 }
 
 // No lane of the mask is set.
