@@ -85,8 +85,9 @@ def _overlay(image: np.ndarray, observed: np.ndarray, reprojected: np.ndarray, l
         start, end = (round(x0 - 0.5), round(y0 - 0.5)), (round(x1 - 0.5), round(y1 - 0.5))
         cv2.line(tile, start, end, REPROJECTED, 1, cv2.LINE_AA)
         cv2.circle(tile, start, 2, OBSERVED, -1, cv2.LINE_AA)
-    cv2.putText(tile, label, (5, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(tile, label, (5, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    (text_width, text_height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+    cv2.rectangle(tile, (0, 0), (text_width + 8, text_height + 8), (0, 0, 0), -1)
+    cv2.putText(tile, label, (4, text_height + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return tile
 
 
