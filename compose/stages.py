@@ -117,6 +117,7 @@ def fit_objects(inputs, config, run_dir: RunDir) -> StageResult:
     from scene4d.fit.fit_object import fit_object
     from scene4d.fit.observations import ObjectObservations
     from scene4d.fit.outputs import write_object_outputs
+    from scene4d.guidance.loading import build_guidance
 
     frames = Frames.load(run_dir.path("frames"))
     found = load_masks(run_dir)
@@ -125,18 +126,20 @@ def fit_objects(inputs, config, run_dir: RunDir) -> StageResult:
     depth = DepthMaps.load(run_dir.path("depth"))
     cams = Cameras.load(run_dir.path("cameras"))
     point_tracks = PointTracks.load(run_dir.path("tracks"))
+    guidance = build_guidance(config.fit.guidance)
     outputs, per_object = [], {}
     for object_id, name in zip(found.object_ids, found.names):
         observations = ObjectObservations.gather(object_id, frames, found, depth, cams, point_tracks,
                                                  config.fit.holdout_every)
-        result = fit_object(observations, config.fit)
+        result = fit_object(observations, config.fit, guidance=guidance)
         info = {"object_id": object_id, "name": name, "num_frames": frames.num_frames,
                 "reference_frame": result.init.reference_frame, "extent": result.init.extent}
         per_object[str(object_id)] = write_object_outputs(result, observations, run_dir.path("objects", str(object_id)),
                                                           info)
         outputs.append(f"objects/{object_id}")
     backend = resolve_backend(config.fit.backend, torch.device("cpu"))
-    return StageResult(backend=backend, reason=f"render backend for fit.backend={config.fit.backend}",
+    sds = "no SDS guidance" if guidance is None else f"SDS from {config.fit.guidance.kind} {config.fit.guidance.model}"
+    return StageResult(backend=backend, reason=f"render backend for fit.backend={config.fit.backend}; {sds}",
                        outputs=outputs, metrics=per_object)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from scene4d.guidance.config import GuidanceConfig
+
 
 @dataclass
 class LossWeights:
@@ -69,3 +71,5 @@ class FitConfig:
     """Render backend: auto, cpu-kernel, torch, gsplat."""
     weights: LossWeights = field(default_factory=LossWeights)
     """Loss weights."""
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    """Score distillation on novel views (off unless a diffusion model's weights are given)."""

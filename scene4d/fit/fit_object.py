@@ -21,7 +21,9 @@ from scene4d.densify import Densifier, make_optimizers
 from scene4d.dynamic_object import DynamicObject
 from scene4d.fit.config import FitConfig
 from scene4d.fit.init import Initialisation, initialise
+from scene4d.fit.novel_view_guidance import NovelViewGuidance
 from scene4d.fit.observations import ObjectObservations
+from scene4d.guidance.guidance import Guidance
 
 GAUSSIAN_LRS = {"scales": 5e-3, "quats": 1e-3, "opacities": 5e-2, "sh0": 2.5e-3, "shN": 2.5e-3 / 20}
 JOINT_LR_FACTOR = 0.3
@@ -113,12 +115,23 @@ def _densifier(config: FitConfig, iterations: int) -> Densifier:
         refine_every=max(iterations // 10, 1), reset_every=10**9, verbose=False))
 
 
-def fit_object(observations: ObjectObservations, config: FitConfig, progress: bool = True) -> FitResult:
-    """Fit one object's 4D Gaussians to its observations (see module docstring for the stages)."""
+def fit_object(observations: ObjectObservations, config: FitConfig, progress: bool = True,
+               guidance: Guidance | None = None) -> FitResult:
+    """Fit one object's 4D Gaussians to its observations (see module docstring for the stages).
+
+    Args:
+        observations: the object's frames, masks, depth, cameras and tracks.
+        config: stages, losses and their weights.
+        progress: show a progress bar.
+        guidance: optional score-distillation model; its SDS loss on novel views joins the motion and joint
+            stages (see :mod:`scene4d.fit.novel_view_guidance`).
+    """
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     init = initialise(observations, config)
     model = init.model
+    novel_views = None if guidance is None else NovelViewGuidance(guidance, observations, init.reference_frame,
+                                                                   init.extent)
     result = FitResult(model=model, init=init)
     total_steps = config.static_iters + config.motion_iters + config.joint_iters
     bar = tqdm(total=total_steps, desc="fitting object", unit="it", disable=not progress, leave=False)
@@ -144,6 +157,10 @@ def fit_object(observations: ObjectObservations, config: FitConfig, progress: bo
             frames = frames_fn()
             terms, outputs = _batch_losses(model, observations, init, frames, config, generator, deform, motion_terms)
             loss = _total(terms, config)
+            sds = novel_views.loss(model, step, generator) if (novel_views and motion_terms) else None
+            if sds is not None:
+                terms["sds"] = sds.detach()
+                loss = loss + sds
             if densifier:
                 for output in outputs:
                     densifier.step_pre_backward(model.gaussians, gaussian_opts, state, step, output.info)
