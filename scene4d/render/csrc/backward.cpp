@@ -17,7 +17,7 @@ std::vector<at::Tensor> backward_impl(const std::vector<at::Tensor>& in, int64_t
   using V = Vec<scalar_t>;
   const at::Tensor &backgrounds = in[0], &out_alphas = in[1], &out_depths = in[2], &final_t = in[3];
   const at::Tensor &counts = in[4], &order_t = in[5], &splats = in[6], &boxes = in[7], &tile_offsets = in[8];
-  const at::Tensor &isect_t = in[9], &row_entries_t = in[10], &entries_t = in[11];
+  const at::Tensor &isect_t = in[9], &row_hits_t = in[10], &hit_of_t = in[11];
   const at::Tensor &v_colors = in[12], &v_alphas = in[13], &v_depths = in[14];
   const int64_t stride = splats.size(1), dim = stride - kSplatColor;
   const int64_t slots = kGradColor + dim, m = isect_t.numel();
@@ -25,8 +25,8 @@ std::vector<at::Tensor> backward_impl(const std::vector<at::Tensor>& in, int64_t
   const int64_t tiles = static_cast<int64_t>(tiles_x) * ((height + kTile - 1) / kTile);
   const auto opts = splats.options();
   const bool has_bg = backgrounds.numel() > 0;
-  // Per-intersection and per-tile partial sums, reduced below in a fixed order: deterministic for any
-  // thread count, with no atomics.
+  // Per-intersection (by hit number) and per-tile partial sums, reduced below in a fixed order: deterministic
+  // for any thread count, with no atomics.
   at::Tensor isect_grads = at::zeros({m, slots}, opts);
   at::Tensor tile_bg_grads = at::zeros({cams * tiles, has_bg ? dim : 0}, opts);
 
@@ -40,7 +40,7 @@ std::vector<at::Tensor> backward_impl(const std::vector<at::Tensor>& in, int64_t
   const int32_t *count = counts.data_ptr<int32_t>(), *box = boxes.data_ptr<int32_t>();
   const int64_t* offsets = tile_offsets.data_ptr<int64_t>();
   const int32_t* isect = isect_t.data_ptr<int32_t>();
-  const int64_t *row_entries = row_entries_t.data_ptr<int64_t>(), *entries = entries_t.data_ptr<int64_t>();
+  const int64_t *row_hits = row_hits_t.data_ptr<int64_t>(), *hit_of = hit_of_t.data_ptr<int64_t>();
   scalar_t* grads = isect_grads.data_ptr<scalar_t>();
   scalar_t* bg_grads = tile_bg_grads.data_ptr<scalar_t>();
   const V zero(0), one(1), half(0.5), alpha_min(kAlphaThreshold), alpha_max(kAlphaMax);
@@ -132,7 +132,7 @@ std::vector<at::Tensor> backward_impl(const std::vector<at::Tensor>& in, int64_t
           g_b = g_b - v_power * dx * dy;
           g_c = g_c - half * v_power * dy * dy;
         });
-        scalar_t* out = grads + (tile.begin + j) * slots;
+        scalar_t* out = grads + hit_of[tile.begin + j] * slots;
         out[kGradMean] = lane_sum(g_mx), out[kGradMean + 1] = lane_sum(g_my);
         out[kGradConic] = lane_sum(g_a), out[kGradConic + 1] = lane_sum(g_b), out[kGradConic + 2] = lane_sum(g_c);
         out[kGradOpacity] = lane_sum(g_opacity), out[kGradDepth] = lane_sum(g_z);
@@ -150,8 +150,8 @@ std::vector<at::Tensor> backward_impl(const std::vector<at::Tensor>& in, int64_t
 #pragma omp parallel for schedule(static) num_threads(num_threads())
   for (int64_t row = 0; row < order_t.numel(); ++row) {
     const int64_t gi = order[row];
-    for (int64_t h = row_entries[row]; h < row_entries[row + 1]; ++h) {
-      const scalar_t* src = grads + entries[h] * slots;
+    for (int64_t h = row_hits[row]; h < row_hits[row + 1]; ++h) {
+      const scalar_t* src = grads + h * slots;
       o_mean[2 * gi] += src[kGradMean], o_mean[2 * gi + 1] += src[kGradMean + 1];
       for (int k = 0; k < 3; ++k) o_conic[3 * gi + k] += src[kGradConic + k];
       o_opac[gi] += src[kGradOpacity];

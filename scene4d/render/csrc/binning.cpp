@@ -140,8 +140,8 @@ Binning bin_gaussians(const at::Tensor& means2d, const at::Tensor& conics, const
   const int64_t all_tiles = cams * tiles;
   std::vector<std::vector<std::pair<int64_t, int32_t>>> hits(parts);
   std::vector<int64_t> part_counts(parts * all_tiles, 0);
-  out.row_entries = at::empty({rows + 1}, at::kLong);
-  int64_t* row_entries = out.row_entries.data_ptr<int64_t>();
+  out.row_hits = at::empty({rows + 1}, at::kLong);
+  int64_t* row_hits = out.row_hits.data_ptr<int64_t>();
 #pragma omp parallel for schedule(static) num_threads(parts)
   for (int part = 0; part < parts; ++part) {
     int64_t* count = part_counts.data() + part * all_tiles;
@@ -153,7 +153,7 @@ Binning bin_gaussians(const at::Tensor& means2d, const at::Tensor& conics, const
       const Footprint& f = prints[i];
       std::copy_n(rows_by_index.data() + i * stride, stride, splat + row * stride);
       std::copy(f.box.begin(), f.box.end(), box + 4 * row);
-      row_entries[row] = static_cast<int64_t>(hits[part].size());  // made absolute below
+      row_hits[row] = static_cast<int64_t>(hits[part].size());  // made absolute below
       for_each_tile(f, tiles_x, [&](int32_t t) {
         ++count[cam * tiles + t];
         hits[part].emplace_back(cam * tiles + t, static_cast<int32_t>(row));
@@ -174,22 +174,22 @@ Binning bin_gaussians(const at::Tensor& means2d, const at::Tensor& conics, const
   out.tile_offsets = at::empty({all_tiles + 1}, at::kLong);
   std::copy(offsets.begin(), offsets.end(), out.tile_offsets.data_ptr<int64_t>());
   out.isect = at::empty({offsets.back()}, at::kInt);
-  out.entries = at::empty({offsets.back()}, at::kLong);
+  out.hit_of = at::empty({offsets.back()}, at::kLong);
   int32_t* isect = out.isect.data_ptr<int32_t>();
-  int64_t* entries = out.entries.data_ptr<int64_t>();
+  int64_t* hit_of = out.hit_of.data_ptr<int64_t>();
   std::vector<int64_t> part_first(parts + 1, 0);
   for (int part = 0; part < parts; ++part) part_first[part + 1] = part_first[part] + hits[part].size();
-  row_entries[rows] = part_first[parts];
+  row_hits[rows] = part_first[parts];
 #pragma omp parallel for schedule(static) num_threads(parts)
   for (int part = 0; part < parts; ++part) {
     int64_t* cursor = part_counts.data() + part * all_tiles;
-    int64_t* entry = entries + part_first[part];
+    int64_t hit = part_first[part];
     for (const auto& [t, row] : hits[part]) {
-      *entry++ = cursor[t];
+      hit_of[cursor[t]] = hit++;
       isect[cursor[t]++] = row;
     }
     for (int64_t row = rows * part / parts; row < rows * (part + 1) / parts; ++row)
-      row_entries[row] += part_first[part];
+      row_hits[row] += part_first[part];
   }
   return out;
 }

@@ -114,7 +114,7 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& means2d, const at::Tensor
     }
   }
   return {out_colors, out_alphas, out_depths, final_t, counts, bins.order, bins.splats, bins.boxes,
-          bins.tile_offsets, bins.isect, bins.row_entries, bins.entries};
+          bins.tile_offsets, bins.isect, bins.row_hits, bins.hit_of};
 }
 
 template std::vector<at::Tensor> forward_impl<float>(const at::Tensor&, const at::Tensor&, const at::Tensor&,

@@ -56,8 +56,9 @@ struct Binning {
   at::Tensor boxes;         // (S, 4) int32 inclusive pixel boxes x0, x1, y0, y1
   at::Tensor tile_offsets;  // (C * tiles + 1) int64 start of each tile's list in isect
   at::Tensor isect;         // (M,) int32 splat row, each tile's list front to back
-  at::Tensor row_entries;   // (S + 1) int64 start of each row's run in entries
-  at::Tensor entries;       // (M,) int64 positions in isect of each row's intersections, row by row
+  // Intersections are also numbered row by row ("hits"), so that a row's gradient terms lie together.
+  at::Tensor row_hits;      // (S + 1) int64 first hit of each row
+  at::Tensor hit_of;        // (M,) int64 hit number of each isect entry
 };
 
 // Bins the drawn Gaussians of every camera into 16x16 tiles: inputs (C, N, ...) as in rasterize_forward.
