@@ -3,11 +3,12 @@
 Each section calls the functions of one bench script (``render_bench``, ``masks_bench``, ``cameras_bench``,
 ``fit_bench``) or :mod:`benchmarks.synthetic_eval` and returns a plain dict::
 
-    {"title", "about", "settings": {...}, "columns": [[key, header, digits], ...], "rows": [...],
-     "errors": [{"item", "error"}], "wall_s", "cpu_s", "load_before", "load_after"}
+    {"title", "about", "settings": {...}, "tables": [[[key, header, digits], ...], ...], "rows": [...],
+     "errors": [{"item", "error", "traceback"}], "wall_s", "cpu_s", "load_before", "load_after"}
 
-The markdown is written from that dict alone (each table cell is a row value rounded to the column's ``digits``),
-so every number in BENCHMARKS.md can be found in the JSON.
+``tables`` lists the column sets of one or more markdown tables over the same rows. The markdown is written from
+that dict alone (each table cell is a row value rounded to the column's ``digits``), so every number in
+BENCHMARKS.md can be found in the JSON.
 """
 
 from __future__ import annotations
@@ -111,8 +112,8 @@ def render_section(preset: Preset, clips: list[str] | None, threads: int, work: 
                "about": "Forward + backward of `render()` on object-like scenes, each size in a fresh process "
                         "(`benchmarks/render_bench.py`): median ms over the repeats, and peak memory above the "
                         "process's resident set before the first render.",
-               "columns": [["gaussians", "N", 0], ["image", "image", None], ["backend", "backend", None],
-                           ["ms", "ms", 1], ["peak_mib", "peak MiB", 0]], "rows": [], "errors": []}
+               "tables": [[["gaussians", "N", 0], ["image", "image", None], ["backend", "backend", None],
+                           ["ms", "ms", 1], ["peak_mib", "peak MiB", 0]]], "rows": [], "errors": []}
 
     def run(spec: str) -> list[dict]:
         n, size = (int(v) for v in spec.lower().split("x"))
@@ -132,11 +133,11 @@ def masks_section(preset: Preset, clips: list[str] | None, threads: int, work: P
                "about": "Motion segmentation (no masks given): foreground IoU per frame, and per-object IoU over "
                         "the clip with Hungarian matching (0 for a missed object); propagation from the frame-0 "
                         "ground truth: mean per-object IoU on the other frames (`benchmarks/masks_bench.py`).",
-               "columns": [["clip", "clip", None], ["frames", "frames", 0], ["size", "size", None],
+               "tables": [[["clip", "clip", None], ["frames", "frames", 0], ["size", "size", None],
                            ["objects", "objects", 0], ["found", "found", 0], ["foreground_iou", "fg IoU", 3],
                            ["object_iou", "object IoU", 3], ["object_ious", "per object", 2],
                            ["motion_s", "motion s", 1], ["propagation_iou", "propagation IoU", 3],
-                           ["propagation_s", "propagation s", 1]], "rows": [], "errors": []}
+                           ["propagation_s", "propagation s", 1]]], "rows": [], "errors": []}
     _each(selected, lambda clip: [masks_bench.run_clip(clip, preset.masks_long_side)], section)
     return section
 
@@ -151,7 +152,7 @@ def cameras_section(preset: Preset, clips: list[str] | None, threads: int, work:
                         "(`benchmarks/cameras_bench.py`): points and `sfm_px` of the accepted SfM model, "
                         "background track reprojection (median, p90 px), time and CPU time. No clip has "
                         "ground-truth cameras; the synthetic section measures accuracy.",
-               "columns": [[c, c, None] for c in cameras_bench.COLUMNS], "rows": [], "errors": []}
+               "tables": [[[c, c, None] for c in cameras_bench.COLUMNS]], "rows": [], "errors": []}
     _each(selected, lambda clip: [cameras_bench.run_clip(DATA / clip, preset.cameras_long_side, True,
                                                          CamerasConfig(), None)], section)
     return section
@@ -173,12 +174,12 @@ def fit_section(preset: Preset, clips: list[str] | None, threads: int, work: Pat
                         "fit (`benchmarks/fit_bench.py`): PSNR inside the true masks on fitted (train) and hidden "
                         "frames, IoU of the rendered alpha against the true masks, fit wall time and peak resident "
                         "memory. Frames column: fitted+hidden.",
-               "columns": [["clip", "clip", None], ["object", "object", None], ["frames", "frames", None],
+               "tables": [[["clip", "clip", None], ["object", "object", None], ["frames", "frames", None],
                            ["size", "size", None], ["train_psnr", "train PSNR", 2], ["train_iou", "train IoU", 3],
                            ["hidden_psnr", "hidden PSNR", 2], ["hidden_iou", "hidden IoU", 3],
                            ["hidden_ssim", "hidden SSIM", 3], ["gaussians", "Gaussians", 0],
                            ["preprocess_s", "preprocess s", 1], ["fit_s", "fit s", 1],
-                           ["peak_rss_mb", "peak RSS MiB", 0]], "rows": [], "errors": []}
+                           ["peak_rss_mb", "peak RSS MiB", 0]]], "rows": [], "errors": []}
     preprocess_config = load_config(PreprocessConfig, ROOT / "configs", None, [])
 
     def run(clip: str) -> list[dict]:
@@ -209,18 +210,23 @@ def synthetic_section(preset: Preset, clips: list[str] | None, threads: int, wor
                         "objects and on the background: `scale` fits each region's own scale, `sim3` uses the "
                         "camera alignment's scale. Novel views: the held-out cameras mapped into the "
                         "reconstruction by the similarity fitted to camera centres and optical-axis points (the "
-                        "pipeline cannot take known cameras). EPE: Gaussians attached to the true surface tracks "
-                        "at their first visible frame and followed (3D in ground-truth units, 2D in pixels). "
+                        "pipeline cannot take known cameras); input PSNR through the estimated cameras, and "
+                        "`aligned` through the true input cameras mapped the same way. EPE: Gaussians attached to "
+                        "the true surface tracks at their first visible frame and followed (3D in ground-truth units, "
+                        "2D in pixels). "
                         "Penetration: the compose stage's largest mean penetration fraction between objects.",
-               "columns": [["scene", "scene", None], ["objects", "objects", None], ["camera_method", "cameras", None],
+               "tables": [[["scene", "scene", None], ["objects", "objects", None], ["camera_method", "cameras", None],
                            ["ate", "ATE", 3], ["rpe_translation", "RPE t", 3], ["rpe_rotation_deg", "RPE deg", 2],
                            ["focal_error", "focal err", 3], ["depth_absrel_objects", "AbsRel obj", 3],
-                           ["depth_absrel_background", "AbsRel bg", 3], ["depth_absrel_objects_sim3", "AbsRel obj sim3", 3],
+                           ["depth_absrel_background", "AbsRel bg", 3],
+                           ["depth_absrel_objects_sim3", "AbsRel obj sim3", 3],
                            ["depth_absrel_background_sim3", "AbsRel bg sim3", 3],
-                           ["depth_stage_absrel", "depth stage AbsRel", 3], ["input_psnr", "input PSNR", 2],
-                           ["novel_psnr", "novel PSNR", 2], ["novel_ssim", "novel SSIM", 3],
-                           ["novel_lpips", "novel LPIPS", 3], ["track_epe3d", "EPE 3D", 3],
-                           ["track_epe2d_px", "EPE 2D px", 2], ["penetration", "penetration", 3]],
+                           ["depth_stage_absrel", "depth stage AbsRel", 3]],
+                          [["scene", "scene", None], ["input_psnr", "input PSNR", 2],
+                           ["input_psnr_aligned", "input PSNR aligned", 2], ["novel_psnr", "novel PSNR", 2],
+                           ["novel_ssim", "novel SSIM", 3], ["novel_lpips", "novel LPIPS", 3],
+                           ["track_epe3d", "EPE 3D", 3], ["track_epe2d_px", "EPE 2D px", 2],
+                           ["track_points", "track points", 0], ["penetration", "penetration", 3]]],
                "rows": [], "errors": []}
     _each(list(settings.seeds), lambda seed: [run_scene(seed, settings, work, model)], section)
     return section
@@ -313,7 +319,7 @@ def write_markdown(report: dict) -> str:
                                            if k != "overrides")
                   + (f"; pipeline overrides: {' '.join(section['settings']['overrides'])}"
                      if section["settings"].get("overrides") else ""), "",
-                  markdown_table(section["columns"], section["rows"]), ""]
+                  *(line for columns in section["tables"] for line in (markdown_table(columns, section["rows"]), ""))]
         if section["name"] == "synthetic" and section["rows"]:
             lines += ["Pipeline stages on the synthetic scenes:", "", _stage_table(section["rows"]), ""]
         for error in section["errors"]:

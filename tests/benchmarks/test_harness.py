@@ -22,16 +22,17 @@ from scene4d.metrics.camera import absolute_trajectory_error, relative_pose_erro
 
 def _report() -> dict:
     fit = {"name": "fit", "title": "Per-object fit", "about": "Fit quality.", "settings": {"clips": ["a", "b"]},
-           "columns": [["clip", "clip", None], ["train_psnr", "train PSNR", 2], ["gaussians", "Gaussians", 0],
-                       ["ious", "per object", 3]],
+           "tables": [[["clip", "clip", None], ["train_psnr", "train PSNR", 2], ["gaussians", "Gaussians", 0],
+                       ["ious", "per object", 3]]],
            "rows": [{"clip": "a", "train_psnr": 27.123456, "gaussians": 5120, "ious": [0.91234, 0.5]},
                     {"clip": "b", "train_psnr": None, "gaussians": 17, "ious": []}],
            "errors": [{"item": "c", "error": "InputError: no frames", "traceback": "..."}],
            "wall_s": 12.34, "cpu_s": 20.5, "load_before": 3.5, "load_after": 4.25}
     synthetic = {"name": "synthetic", "title": "Synthetic", "about": "GT.",
                  "settings": {"seeds": [0], "overrides": ["fit.static_iters=5"]},
-                 "columns": [["scene", "scene", None], ["ate", "ATE", 3]],
-                 "rows": [{"scene": "seed 0", "ate": 0.0123456,
+                 "tables": [[["scene", "scene", None], ["ate", "ATE", 3]],
+                            [["scene", "scene", None], ["points", "points", 0]]],
+                 "rows": [{"scene": "seed 0", "ate": 0.0123456, "points": 12,
                            "stages": {"fit": {"backend": "cpu-kernel", "wall_s": 61.26, "peak_rss_mb": 812.4}}}],
                  "errors": [], "wall_s": 100.0, "cpu_s": 150.0, "load_before": 1.0, "load_after": 2.0}
     machine = {"cpu_count": 2, "cpu_affinity": 2, "cpu_model": "x86_64", "platform": "Linux", "python": "3.11.7",
@@ -60,7 +61,7 @@ def test_markdown_tables_have_the_columns_and_the_json_numbers(tmp_path):
     saved = json.loads((tmp_path / "b.json").read_text())
     assert saved == report
     markdown = (tmp_path / "B.md").read_text()
-    timing, fit, synthetic, stages = _tables(markdown)
+    timing, fit, synthetic, points, stages = _tables(markdown)
 
     assert timing[0] == ["section", "wall s", "CPU s", "load before", "load after"]
     assert timing[1] == ["fit", "12.3", "20.5", "3.50", "4.25"]
@@ -74,6 +75,7 @@ def test_markdown_tables_have_the_columns_and_the_json_numbers(tmp_path):
         assert int(cells[2]) == row["gaussians"]
         assert [float(v) for v in cells[3].split(",") if v] == pytest.approx(row["ious"], abs=5e-4)
     assert synthetic == [["scene", "ATE"], ["seed 0", "0.012"]]
+    assert points == [["scene", "points"], ["seed 0", "12"]]
     assert stages == [["scene", "stage", "backend", "wall s", "peak RSS MiB"],
                       ["seed 0", "fit", "cpu-kernel", "61.3", "812"]]
     for fact in ("python -m benchmarks --quick", "2025-01-01T00:00:00+00:00", "abc1234", "2 CPUs", "torch 2.4.0",
