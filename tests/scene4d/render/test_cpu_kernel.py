@@ -139,6 +139,16 @@ def test_opaque_stack_terminates_early_and_ties_keep_index_order():
     assert alphas.max() > 1 - 1e-3
 
 
+def test_indefinite_conic_covers_the_whole_image_like_the_reference():
+    # An indefinite conic has no bounded footprint: the reference's power clamp makes alpha = opacity along
+    # whole lines, so the kernel must not cull it to a box.
+    leaves, radii = screen_gaussians(1, 40, 3, seed=13)
+    leaves[1][0, 0] = torch.tensor([0.05, 0.3, 0.02], dtype=torch.float64)
+    radii[0, 0] = 1
+    _, alphas, _ = compare(leaves, radii)
+    assert alphas[0, 0, -1] > 0 and alphas[0, -1, 0] > 0  # far corners reached
+
+
 def test_float32_matches_float32_reference():
     leaves, radii = screen_gaussians(2, 200, 3, dtype=torch.float32, seed=9)
     compare(leaves, radii, value_tol=1e-5, grad_rtol=1e-4)
