@@ -238,7 +238,8 @@ def _plot_losses(path: Path, history: list[dict]) -> None:
     for name in names:
         steps = [offsets[r["stage"]] + r["step"] for r in history if name in r]
         values = np.array([r[name] for r in history if name in r], dtype=float)
-        axis.plot(steps, np.where(values > 0, values, np.nan), label=name, linewidth=2.5 if name == "total" else 1.2)
+        axis.plot(steps, np.where(values > 0, values, np.nan), label=name, linewidth=2.5 if name == "total" else 1.2,
+                  color="black" if name == "total" else None)
     for stage, start in offsets.items():
         axis.axvline(start, color="grey", linestyle="--", linewidth=0.8)
         axis.annotate(stage, (start, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),

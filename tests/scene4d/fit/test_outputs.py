@@ -128,8 +128,10 @@ def test_hidden_frames_are_unseen_frames_with_a_mask(exact):
     assert hidden_frames(empty).tolist() == []
 
 
-def test_evaluate_rejects_bad_frames(exact):
+def test_evaluate_no_frames_and_bad_frames(exact):
     model, obs = exact
+    nothing = evaluate_object(model, obs, torch.zeros(0, dtype=torch.long))
+    assert nothing == {"frames": [], "psnr": None, "ssim": None, "iou": None, "per_frame": []}
     with pytest.raises(ValueError, match=r"\[0, 4\)"):
         evaluate_object(model, obs, torch.tensor([4]))
     with pytest.raises(ValueError, match="frame indices"):
