@@ -9,6 +9,7 @@ from typing import Callable
 from compose import stages
 from compose.background import BackgroundConfig
 from compose.export import ExportConfig
+from compose.inpaint_diffusion import DiffusionInpaintConfig
 from compose.novel_views import NovelViewConfig
 from compose.placement import PlacementConfig
 from compose.refine import RefineConfig
@@ -42,6 +43,8 @@ class PipelineConfig:
     """Per-object 4D Gaussian fitting."""
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     """The static background's Gaussians."""
+    background_inpainting: DiffusionInpaintConfig = field(default_factory=DiffusionInpaintConfig)
+    """Learned inpainting of never-seen background (used when its weights are found; else OpenCV)."""
     compose: ComposeConfig = field(default_factory=lambda: ComposeConfig())
     """Placement of the objects in one world and interaction refinement."""
     views: NovelViewConfig = field(default_factory=NovelViewConfig)
@@ -108,7 +111,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("fit", "fit", ("decode", "masks", "tracks", "cameras", "depth"),
           lambda c, i: {"fit": to_dict(c.fit)}, stages.fit_objects),
     Stage("background", "fit", ("decode", "masks", "cameras", "depth"),
-          lambda c, i: {"background": to_dict(c.background)}, stages.background),
+          lambda c, i: {"background": to_dict(c.background), "inpainting": to_dict(c.background_inpainting)},
+          stages.background),
     Stage("compose", "compose", ("fit", "background"),
           lambda c, i: {"compose": to_dict(c.compose), "edits": _path(i.edits)}, stages.compose_scene),
     Stage("views", "compose", ("compose",), lambda c, i: {"views": to_dict(c.views)}, stages.views),

@@ -146,16 +146,20 @@ def fit_objects(inputs, config, run_dir: RunDir) -> StageResult:
 def background(inputs, config, run_dir: RunDir) -> StageResult:
     """Fit the static background's Gaussians over all frames (objects excluded, unseen regions inpainted)."""
     from compose.background import fit_background
+    from compose.inpaint_diffusion import available, build_inpainter
 
     frames = Frames.load(run_dir.path("frames"))
+    inpainter = build_inpainter(config.background_inpainting)
     result = fit_background(frames, load_masks(run_dir), DepthMaps.load(run_dir.path("depth")),
-                            Cameras.load(run_dir.path("cameras")), config.background)
+                            Cameras.load(run_dir.path("cameras")), config.background, inpainter=inpainter)
     with atomic_directory(run_dir.path("background")) as tmp:
         save_ply(tmp / "background.ply", result.gaussians)
         (tmp / "fit.json").write_text(json.dumps({"history": result.history, "stage_seconds": result.stage_seconds,
                                                   "metrics": result.metrics}, indent=2, default=float) + "\n")
     backend = resolve_backend(config.background.backend, torch.device("cpu"))
-    return StageResult(backend=backend, reason="OpenCV inpainting fills regions never seen behind objects",
+    fill = ("Stable Diffusion inpainting" if inpainter is not None
+            else f"OpenCV inpainting ({available(config.background_inpainting)[1]})")
+    return StageResult(backend=backend, reason=f"{fill} fills regions never seen behind objects",
                        outputs=["background"], metrics=result.metrics)
 
 
