@@ -1,5 +1,5 @@
 """scene4d command line: ``python run.py --video clip.mp4 [--masks DIR] [--out DIR] [key=value ...]``,
-and ``python run.py view <run dir>`` for the interactive viewer.
+``python run.py view <run dir>`` for the interactive viewer and ``python run.py bench`` for the benchmarks.
 
 Bad input ends with one line on stderr and exit code 2; an unexpected failure with one line pointing to
 the traceback saved in the run directory (exit code 1).
@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="scene4d: %(message)s")
     if argv[:1] == ["view"]:
         return view(argv[1:])
+    if argv[:1] == ["bench"]:
+        from benchmarks.__main__ import main as bench
+
+        return bench(argv[1:], prog="python run.py bench")
     args = parse_args(argv)
     run_root = None
     try:
