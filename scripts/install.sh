@@ -10,7 +10,6 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   apt-get install -y -qq --no-install-recommends libusb-1.0-0 libglib2.0-0 >/dev/null
 fi
 
-python -m pip install --upgrade -q pip
 # torch and torchvision must come as a matching pair (PyPI's torchvision does not import beside other builds).
 python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 python -m pip install -q -e ".[learned,geometry,metrics,viewer,dev]"
