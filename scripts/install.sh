@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  # libusb: open3d's wheels link against it; libgl1/libglib2.0-0: OpenCV-based tools that expect them.
+  # Shared libraries some binary wheels load at import on minimal Debian images (glib for OpenCV builds, libusb
+  # for open3d should a backend need it); both are small.
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends libusb-1.0-0 libglib2.0-0 >/dev/null
 fi
