@@ -18,7 +18,7 @@ composed scene (no videos or exports). Then, against the ground truth:
 - tracks: each true surface track is attached to one Gaussian of its object at its first visible frame and that
   Gaussian is followed: 3D EPE in ground-truth units (nearest Gaussian after alignment) and 2D EPE in input-view
   pixels (nearest projected Gaussian on the object's front surface, estimated cameras, no alignment), both over the
-  visible frames after the attaching one;
+  visible frames after the attaching one; for scale, the 2D EPE of points that stay where they were attached;
 - penetration: the compose stage's own interaction metric (largest mean penetration fraction over object pairs).
 """
 
@@ -59,6 +59,8 @@ class SyntheticSettings:
     Attributes:
         seeds: one scene per seed.
         num_frames, width, height: clip size (the pipeline keeps the native size: ``video.long_side`` = width).
+            Below about 256x192 too few SIFT features survive for SfM and the camera stage falls back to
+            rotation-only, which cannot follow the orbit.
         num_objects: objects per scene (1-3).
         preset: pipeline preset in ``configs/``.
         overrides: extra ``section.key=value`` pipeline overrides.
@@ -66,8 +68,8 @@ class SyntheticSettings:
 
     seeds: tuple[int, ...] = (0, 1)
     num_frames: int = 16
-    width: int = 128
-    height: int = 96
+    width: int = 256
+    height: int = 192
     num_objects: int = 2
     preset: str = "quick"
     overrides: list[str] = field(default_factory=list)
@@ -133,11 +135,39 @@ def object_trajectories(scene: Scene, object_id: int) -> torch.Tensor:
                                     object_ids=[object_id]).means for f in range(scene.num_frames)])
 
 
+def _attach_in_2d(scene: Scene, object_id: int, frame: int, means: torch.Tensor, viewmat: torch.Tensor,
+                  K: torch.Tensor, points: torch.Tensor, width: int, height: int) -> list[int]:
+    """Index of the Gaussian (of ``means`` (N, 3) at ``frame``) nearest to each of ``points`` (P, 2) in pixels among
+    those on the object's front surface there (no farther than its rendered depth, with some tolerance)."""
+    time = float(normalized_time(frame, scene.num_frames))
+    rendered, _ = scene.render(time, viewmat[None].float(), K[None].float(), width, height,
+                               include_background=False, object_ids=[object_id])
+    pixels, z = _project(means, viewmat, K)
+    chosen = []
+    for point in points:
+        x, y = (int(min(max(v, 0), size - 1)) for v, size in zip(point.tolist(), (width, height)))
+        front = float(rendered.depths[0, y, x, 0])
+        candidates = (z > 0) & (z <= front * (1 + FRONT_SURFACE_TOLERANCE)) if front > 0 else z > 0
+        chosen.append(int((pixels - point).norm(dim=1).masked_fill(~candidates, math.inf).argmin()))
+    return chosen
+
+
 def track_errors(scene: Scene, cameras: Cameras, gt_tracks: dict, similarity: tuple, width: int, height: int
                  ) -> dict[str, float | None]:
-    """3D and 2D end-point errors of the fitted Gaussians that start on the true tracks (module docstring)."""
+    """3D and 2D end-point errors of the fitted Gaussians that start on the true tracks (module docstring).
+
+    Args:
+        scene: the composed scene; cameras: its input cameras.
+        gt_tracks: ``tracks3d.npz`` of :func:`write_scene` as a dict (tracks3d, tracks2d, visibility, labels).
+        similarity: ``(s, R, t)`` of :func:`similarity_from_cameras`.
+        width, height: input view size.
+
+    Returns:
+        ``track_epe3d`` (true units), ``track_epe2d_px``, ``track_epe2d_static_px`` (points left where they were
+        attached), None without a scored entry, and ``track_points`` (scored entries).
+    """
     viewmats, Ks = torch.from_numpy(cameras.viewmats), torch.from_numpy(cameras.Ks)
-    errors3d, errors2d = [], []
+    errors3d, errors2d, still = [], [], []
     for obj in scene.objects:
         rows = np.flatnonzero(gt_tracks["labels"] == obj.object_id)
         if not rows.size:
@@ -145,9 +175,9 @@ def track_errors(scene: Scene, cameras: Cameras, gt_tracks: dict, similarity: tu
         visible = torch.from_numpy(gt_tracks["visibility"][rows])
         starts = visible.float().argmax(dim=1)
         means = object_trajectories(scene, obj.object_id).double()
+        means_true = points_into_target(means, *similarity)
         true3d = torch.from_numpy(gt_tracks["tracks3d"][rows]).double()
         true2d = torch.from_numpy(gt_tracks["tracks2d"][rows]).double()
-        means_true = points_into_target(means, *similarity)
         for start in torch.unique(starts).tolist():
             group = (starts == start) & visible[:, start]
             if not group.any():
@@ -156,24 +186,18 @@ def track_errors(scene: Scene, cameras: Cameras, gt_tracks: dict, similarity: tu
             scored[:, start] = False
             nearest = torch.cdist(true3d[group, start], means_true[start]).argmin(dim=1)
             errors3d.append((means_true[:, nearest].transpose(0, 1) - true3d[group]).norm(dim=-1)[scored])
-            time = float(normalized_time(start, scene.num_frames))
-            rendered, _ = scene.render(time, viewmats[start:start + 1].float(), Ks[start:start + 1].float(), width,
-                                       height, include_background=False, object_ids=[obj.object_id])
-            pixels, z = _project(means[start], viewmats[start], Ks[start])
-            chosen = []
-            for point in true2d[group, start]:
-                x, y = (int(min(max(v, 0), s - 1)) for v, s in zip(point.tolist(), (width, height)))
-                front = float(rendered.depths[0, y, x, 0])
-                candidates = (z > 0) & (z <= front * (1 + FRONT_SURFACE_TOLERANCE)) if front > 0 else z > 0
-                distance = (pixels - point).norm(dim=1).masked_fill(~candidates, math.inf)
-                chosen.append(int(distance.argmin()))
+            chosen = _attach_in_2d(scene, obj.object_id, start, means[start], viewmats[start], Ks[start],
+                                   true2d[group, start], width, height)
             followed = torch.stack([_project(means[f, chosen], viewmats[f], Ks[f])[0]
                                     for f in range(scene.num_frames)], dim=1)
             errors2d.append((followed - true2d[group]).norm(dim=-1)[scored])
+            still.append((true2d[group, start:start + 1] - true2d[group]).norm(dim=-1)[scored])
     epe3d = torch.cat(errors3d) if errors3d else torch.zeros(0)
     epe2d = torch.cat(errors2d) if errors2d else torch.zeros(0)
+    epe_still = torch.cat(still) if still else torch.zeros(0)
     return {"track_epe3d": float(epe3d.mean()) if epe3d.numel() else None,
             "track_epe2d_px": float(epe2d.mean()) if epe2d.numel() else None,
+            "track_epe2d_static_px": float(epe_still.mean()) if epe_still.numel() else None,
             "track_points": int(epe3d.numel())}
 
 

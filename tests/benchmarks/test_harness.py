@@ -248,6 +248,8 @@ def test_tracks_follow_the_gaussians_on_the_front_surface():
     assert errors["track_points"] == 3 * (num_frames - 1)
     assert errors["track_epe3d"] == pytest.approx(0.0, abs=1e-6)
     assert errors["track_epe2d_px"] == pytest.approx(0.0, abs=1e-6)
+    still = np.linalg.norm(tracks2d[:, 1:] - tracks2d[:, :1], axis=-1).mean()
+    assert errors["track_epe2d_static_px"] == pytest.approx(still)
 
     # Without a front surface (depth 0 everywhere) the 2D attachment cannot tell the decoys apart and picks them.
     errors = track_errors(_FakeScene(means, 0.0, width, height), cameras, gt, similarity, width, height)
