@@ -4,7 +4,8 @@ Layout of ``<run>/objects/<id>/`` (written into a temporary folder and moved int
 
     rig/                   the re-animatable rig (:mod:`scene4d.fit.rig`)
     fit.json               info, config, per-stage seconds, loss history and metrics (below)
-    renders/frame_00000.png  per frame: input crop | render | absolute error heat map (the same crop of every frame)
+    renders/frame_00000.png  per frame: input crop | render | absolute error heat map (a crop of one size
+                           following the object)
     renders/alpha_00000.png  per frame: the rendered opacity, full frame, 8 bit
     trajectory.png         the object's world position over time (x, y, z against frame) and a top view
     losses.png             every named loss against the step, log scale, stage boundaries marked
@@ -163,15 +164,31 @@ def posed_to_gaussians(posed: PosedGaussians, index: int) -> Gaussians:
     })
 
 
-def crop_box(masks: torch.Tensor, alphas: torch.Tensor) -> tuple[int, int, int, int]:
-    """``(top, bottom, left, right)`` around every frame's mask and rendered silhouette, with a margin."""
-    union = (masks[..., 0] > 0.5).any(0) | (alphas > ALPHA_THRESHOLD).any(0)
-    height, width = union.shape
-    if not union.any():
-        return 0, height, 0, width
-    rows, cols = torch.nonzero(union.any(1))[:, 0], torch.nonzero(union.any(0))[:, 0]
-    return (max(int(rows[0]) - CROP_MARGIN, 0), min(int(rows[-1]) + 1 + CROP_MARGIN, height),
-            max(int(cols[0]) - CROP_MARGIN, 0), min(int(cols[-1]) + 1 + CROP_MARGIN, width))
+def crop_boxes(masks: torch.Tensor, alphas: torch.Tensor) -> list[tuple[int, int, int, int]]:
+    """Per frame ``(top, bottom, left, right)``: boxes of one size (the largest extent of the mask or rendered
+    silhouette over the frames, plus a margin) centred on each frame's object and kept inside the image.
+
+    Args:
+        masks: (T, H, W, 1); alphas: (T, H, W).
+    """
+    shapes = (masks[..., 0] > 0.5) | (alphas > ALPHA_THRESHOLD)
+    num_frames, height, width = shapes.shape
+    spans = []
+    for shape in shapes:
+        rows, cols = torch.nonzero(shape.any(1))[:, 0], torch.nonzero(shape.any(0))[:, 0]
+        spans.append(None if rows.numel() == 0 else (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1))
+    found = [span for span in spans if span is not None]
+    if not found:
+        return [(0, height, 0, width)] * num_frames
+    box_h = min(max(b - t for t, b, _, _ in found) + 2 * CROP_MARGIN, height)
+    box_w = min(max(r - l for _, _, l, r in found) + 2 * CROP_MARGIN, width)
+    boxes, last = [], found[0]
+    for span in spans:
+        last = span or last  # a frame without the object keeps the previous frame's window
+        top = min(max((last[0] + last[1] - box_h) // 2, 0), height - box_h)
+        left = min(max((last[2] + last[3] - box_w) // 2, 0), width - box_w)
+        boxes.append((top, top + box_h, left, left + box_w))
+    return boxes
 
 
 def _to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -187,9 +204,9 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
 def _write_renders(folder: Path, observations: ObjectObservations, colors: torch.Tensor,
                    alphas: torch.Tensor) -> None:
     folder.mkdir()
-    top, bottom, left, right = crop_box(observations.masks, alphas)
+    boxes = crop_boxes(observations.masks, alphas)
     heat = colormaps["inferno"]
-    for frame in range(observations.num_frames):
+    for frame, (top, bottom, left, right) in enumerate(boxes):
         image = observations.images[frame]
         inside = observations.masks[frame]
         error = (colors[frame] - image * inside).abs().mean(-1) / ERROR_SATURATION

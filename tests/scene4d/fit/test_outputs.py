@@ -17,7 +17,7 @@ from scene4d.fit.config import FitConfig
 from scene4d.fit.fit_object import FitResult, fit_object
 from scene4d.fit.init import Initialisation
 from scene4d.fit.observations import ObjectObservations
-from scene4d.fit.outputs import (ERROR_SATURATION, PSNR_CAP_DB, crop_box, evaluate_object, hidden_frames, posed_to_gaussians, render_frames,
+from scene4d.fit.outputs import (ERROR_SATURATION, PSNR_CAP_DB, crop_boxes, evaluate_object, hidden_frames, posed_to_gaussians, render_frames,
                                  write_object_outputs)
 from scene4d.fit.rig import load_rig
 from scene4d.gaussians import Gaussians
@@ -110,13 +110,29 @@ def test_error_map_shows_the_colour_offset(exact, tmp_path):
     shifted.images = (obs.images + 0.1 * obs.masks).clamp(0.0, 1.0)
     write_object_outputs(_result(model), shifted, tmp_path / "1", {"object_id": 1})
     _, alphas = render_frames(model, obs, torch.arange(FRAMES))
-    top, bottom, left, right = crop_box(obs.masks, alphas)
+    top, bottom, left, right = crop_boxes(obs.masks, alphas)[2]
     image, render, heat = _panels(tmp_path / "1" / "renders" / "frame_00002.png")
     inside = (obs.masks[2, top:bottom, left:right, 0] > 0.5).numpy()
     assert abs(image[inside].astype(int) - render[inside] - 0.1 * 255).max() <= 1
     assert abs(heat[inside].astype(int) - _heat_bgr(0.1 / ERROR_SATURATION)).max() <= 1
     fit = json.loads((tmp_path / "1" / "fit.json").read_text())
     assert fit["metrics"]["train"]["psnr"] == pytest.approx(20.0, abs=1e-3)
+
+
+def test_crop_boxes_follow_the_object_with_one_size():
+    masks = torch.zeros(4, 40, 60, 1)
+    masks[0, 10:20, 5:15] = 1.0  # 10 x 10
+    masks[1, 2:8, 50:58] = 1.0  # 6 x 8, near the top right corner
+    masks[3, 25:37, 30:33] = 1.0  # 12 x 3; frame 2 is empty
+    alphas = torch.zeros(4, 40, 60)
+    alphas[3, 30:38, 20:24] = 0.9  # the render reaches further left and down than the mask
+    # Largest extent over the frames: 13 rows (frame 3, 25..38) by 13 columns (frame 3, 20..33), plus 8 each side.
+    boxes = crop_boxes(masks, alphas)
+    assert boxes[3] == (11, 40, 12, 41)  # centred on columns 20..33; rows pushed up to stay inside
+    assert boxes[0] == (0, 29, 0, 29)  # pushed inside at the top left
+    assert boxes[1] == (0, 29, 31, 60)  # and at the top right
+    assert boxes[2] == boxes[1]  # no object: the previous frame's window
+    assert crop_boxes(torch.zeros(2, 5, 6, 1), torch.zeros(2, 5, 6)) == [(0, 5, 0, 6)] * 2
 
 
 def test_hidden_frames_are_unseen_frames_with_a_mask(exact):
@@ -183,8 +199,8 @@ def test_write_outputs_of_the_exact_model(exact, tmp_path):
                                "name": "blob"}
 
     colors, alphas = render_frames(model, obs, torch.arange(FRAMES))
-    top, bottom, left, right = crop_box(obs.masks, alphas)
-    for frame in range(FRAMES):
+    boxes = crop_boxes(obs.masks, alphas)
+    for frame, (top, bottom, left, right) in enumerate(boxes):
         alpha = _read_png(folder / "renders" / f"alpha_{frame:05d}.png")
         assert alpha.shape == (HEIGHT, WIDTH)
         assert (abs(alpha.astype(float) / 255 - alphas[frame].numpy()) <= 0.5 / 255 + 1e-6).all()
