@@ -63,6 +63,10 @@ class FitConfig:
     """Learning rate of Gaussian centres, relative to the object's size."""
     lr_motion: float = 5e-3
     """Learning rate of trajectory and deformation knots (translations relative to the object's size)."""
+    window_margin: float = 0.25
+    """Fit through windows around the object (its largest extent plus this fraction on each side, at least
+    8 pixels) rather than whole frames: fewer pixels to render, and the colour and mask losses weigh a small
+    object as much as a large one against the motion priors. Negative: fit whole frames."""
     holdout_every: int = 0
     """Hide every n-th frame from fitting (for evaluation; 0 uses every frame)."""
     seed: int = 0

@@ -22,11 +22,12 @@ from scene4d.dynamic_object import DynamicObject
 from scene4d.fit.config import FitConfig
 from scene4d.fit.init import Initialisation, initialise
 from scene4d.fit.novel_view_guidance import NovelViewGuidance
-from scene4d.fit.observations import ObjectObservations
+from scene4d.fit.observations import ObjectObservations, object_windows
 from scene4d.guidance.guidance import Guidance
 
 GAUSSIAN_LRS = {"scales": 5e-3, "quats": 1e-3, "opacities": 5e-2, "sh0": 2.5e-3, "shN": 2.5e-3 / 20}
 JOINT_LR_FACTOR = 0.3
+WINDOW_MIN_MARGIN = 8
 
 
 @dataclass
@@ -126,6 +127,9 @@ def fit_object(observations: ObjectObservations, config: FitConfig, progress: bo
         guidance: optional score-distillation model; its SDS loss on novel views joins the motion and joint
             stages (see :mod:`scene4d.fit.novel_view_guidance`).
     """
+    if config.window_margin >= 0:
+        windows = object_windows(observations.masks[..., 0] > 0.5, WINDOW_MIN_MARGIN, config.window_margin)
+        observations = observations.cropped(windows)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     init = initialise(observations, config)

@@ -89,3 +89,55 @@ class ObjectObservations:
             track_visibility=as_tensor(track_vis),
             train_frames=as_tensor(train).long(),
         )
+
+    def cropped(self, boxes: list[tuple[int, int, int, int]]) -> "ObjectObservations":
+        """The same observations seen through one window per frame, all of one size.
+
+        Pixels outside the windows are dropped, each frame's principal point and tracks are shifted by its
+        window's corner, so a model renders through the cropped cameras exactly as it would through the
+        full ones, restricted to the window.
+
+        Args:
+            boxes: T windows ``(top, bottom, left, right)`` of one size, inside the image (:func:`object_windows`).
+        """
+        if len(boxes) != self.num_frames or len({(b - t, r - l) for t, b, l, r in boxes}) != 1:
+            raise ValueError(f"cropped: expected {self.num_frames} windows of one size, got {boxes}")
+        corners = torch.tensor([[left, top] for top, _, left, _ in boxes], dtype=self.Ks.dtype)  # (T, 2)
+        crop = lambda images: torch.stack([image[t:b, l:r] for image, (t, b, l, r) in zip(images, boxes)])  # noqa: E731
+        Ks = self.Ks.clone()
+        Ks[:, :2, 2] -= corners
+        return ObjectObservations(
+            images=crop(self.images), masks=crop(self.masks), valid=crop(self.valid), depth=crop(self.depth),
+            depth_weights=crop(self.depth_weights), viewmats=self.viewmats, Ks=Ks,
+            tracks=self.tracks - corners[None].to(self.tracks.dtype), track_visibility=self.track_visibility,
+            train_frames=self.train_frames)
+
+
+def object_windows(shapes: torch.Tensor, margin: int, relative_margin: float = 0.0
+                   ) -> list[tuple[int, int, int, int]]:
+    """Per frame ``(top, bottom, left, right)``: windows of one size (the largest extent of the shape over the
+    frames plus a margin on each side) centred on each frame's shape and kept inside the image.
+
+    Args:
+        shapes: (T, H, W) bool silhouettes.
+        margin: pixels added on each side.
+        relative_margin: added on each side as a fraction of the largest extent.
+    """
+    num_frames, height, width = shapes.shape
+    spans = []
+    for shape in shapes:
+        rows, cols = torch.nonzero(shape.any(1))[:, 0], torch.nonzero(shape.any(0))[:, 0]
+        spans.append(None if rows.numel() == 0 else (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1))
+    found = [span for span in spans if span is not None]
+    if not found:
+        return [(0, height, 0, width)] * num_frames
+    extent_h, extent_w = max(b - t for t, b, _, _ in found), max(r - l for _, _, l, r in found)
+    box_h = min(extent_h + 2 * (margin + round(relative_margin * extent_h)), height)
+    box_w = min(extent_w + 2 * (margin + round(relative_margin * extent_w)), width)
+    boxes, last = [], found[0]
+    for span in spans:
+        last = span or last  # a frame without the object keeps the previous frame's window
+        top = min(max((last[0] + last[1] - box_h) // 2, 0), height - box_h)
+        left = min(max((last[2] + last[3] - box_w) // 2, 0), width - box_w)
+        boxes.append((top, top + box_h, left, left + box_w))
+    return boxes

@@ -43,7 +43,7 @@ from scene4d.conventions import normalized_time
 from scene4d.dynamic_object import DynamicObject, PosedGaussians
 from scene4d.fit.config import FitConfig
 from scene4d.fit.fit_object import FitResult
-from scene4d.fit.observations import ObjectObservations
+from scene4d.fit.observations import ObjectObservations, object_windows
 from scene4d.fit.rig import save_rig
 from scene4d.gaussians import Gaussians
 from scene4d.metrics.image import psnr, ssim
@@ -165,30 +165,13 @@ def posed_to_gaussians(posed: PosedGaussians, index: int) -> Gaussians:
 
 
 def crop_boxes(masks: torch.Tensor, alphas: torch.Tensor) -> list[tuple[int, int, int, int]]:
-    """Per frame ``(top, bottom, left, right)``: boxes of one size (the largest extent of the mask or rendered
-    silhouette over the frames, plus a margin) centred on each frame's object and kept inside the image.
+    """Per frame ``(top, bottom, left, right)``: windows of one size around the mask or rendered silhouette
+    (:func:`~scene4d.fit.observations.object_windows`, :data:`CROP_MARGIN` pixels of margin).
 
     Args:
         masks: (T, H, W, 1); alphas: (T, H, W).
     """
-    shapes = (masks[..., 0] > 0.5) | (alphas > ALPHA_THRESHOLD)
-    num_frames, height, width = shapes.shape
-    spans = []
-    for shape in shapes:
-        rows, cols = torch.nonzero(shape.any(1))[:, 0], torch.nonzero(shape.any(0))[:, 0]
-        spans.append(None if rows.numel() == 0 else (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1))
-    found = [span for span in spans if span is not None]
-    if not found:
-        return [(0, height, 0, width)] * num_frames
-    box_h = min(max(b - t for t, b, _, _ in found) + 2 * CROP_MARGIN, height)
-    box_w = min(max(r - l for _, _, l, r in found) + 2 * CROP_MARGIN, width)
-    boxes, last = [], found[0]
-    for span in spans:
-        last = span or last  # a frame without the object keeps the previous frame's window
-        top = min(max((last[0] + last[1] - box_h) // 2, 0), height - box_h)
-        left = min(max((last[2] + last[3] - box_w) // 2, 0), width - box_w)
-        boxes.append((top, top + box_h, left, left + box_w))
-    return boxes
+    return object_windows((masks[..., 0] > 0.5) | (alphas > ALPHA_THRESHOLD), CROP_MARGIN)
 
 
 def _to_uint8(image: torch.Tensor) -> np.ndarray:
