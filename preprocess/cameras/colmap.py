@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -29,13 +31,29 @@ METHODS = {"global": "colmap-global", "incremental": "colmap-incremental",
 
 @contextlib.contextmanager
 def quiet_logs():
-    """Show only COLMAP's errors while inside (its INFO log is hundreds of lines per run)."""
+    """Hold COLMAP's log back while inside; print it only if the block raises.
+
+    Its INFO log is hundreds of lines per run, and its errors ("Global mapping failed") are answered by the
+    fallbacks here. Some of its libraries keep their own copy of the log settings, so lowering
+    ``pycolmap.logging.minloglevel`` does not silence them all: the process's standard error is redirected.
+    """
     previous = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = 2
-    try:
-        yield
-    finally:
-        pycolmap.logging.minloglevel = previous
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            pycolmap.logging.minloglevel = previous
 
 
 def viewmat_from_rigid(cam_from_world: pycolmap.Rigid3d) -> np.ndarray:
