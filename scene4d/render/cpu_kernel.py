@@ -8,7 +8,8 @@ The kernel bins footprints into 16x16 tiles, sorts each tile's Gaussians by dept
 front to back, one OpenMP task per (camera, tile), a SIMD vector of a tile row at a time. Its backward is the 3DGS
 one (back to front, recovering the transmittance from the final one) with per-intersection partial sums reduced
 in a fixed order, so gradients do not depend on the thread count. It uses ``torch.get_num_threads()`` threads.
-Projection stays in PyTorch: autograd carries these gradients on through it.
+The EWA projection is compiled too (:func:`project_gaussians_cpu_kernel`: the rules, outputs and gradients of
+:func:`~scene4d.render.projection.project_gaussians`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from scene4d.render.projection import ProjectedGaussians
 
 logger = logging.getLogger(__name__)
 
-_SOURCES = [Path(__file__).parent / "csrc" / name for name in ("binning.cpp", "forward.cpp", "backward.cpp",
-                                                              "bindings.cpp")]
+_SOURCES = [Path(__file__).parent / "csrc" / name
+            for name in ("projection.cpp", "binning.cpp", "forward.cpp", "backward.cpp", "bindings.cpp")]
 # ATen's vector types are compiled for the widest instruction set PyTorch itself uses on this CPU. The build is
 # cached under a name per instruction set, so a cache shared with an older CPU never loads the wrong one.
 _SIMD_FLAGS = {
@@ -87,6 +88,65 @@ class _RasterizeKernel(torch.autograd.Function):
         v_means2d, v_conics, v_opacities, v_colors_in, v_depths_in, v_bg = _extension().backward(tensors, *ctx.dims)
         v_bg = v_bg if ctx.has_background else None
         return v_means2d, v_conics, v_opacities, v_colors_in, v_depths_in, v_bg, None, None, None
+
+
+class _ProjectKernel(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane, eps2d):
+        means2d, conics, depths, radii = _extension().project_forward(
+            means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane, eps2d)
+        ctx.save_for_backward(means, quats, scales, viewmats, Ks)
+        ctx.dims = (width, height, near_plane, far_plane, eps2d)
+        ctx.mark_non_differentiable(radii)
+        return means2d, conics, depths, radii
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, v_means2d, v_conics, v_depths, _v_radii):
+        camera_grads = ctx.needs_input_grad[4] or ctx.needs_input_grad[5]
+        upstream = [v.contiguous() for v in (v_means2d, v_conics, v_depths)]
+        grads = _extension().project_backward([*ctx.saved_tensors, *upstream], *ctx.dims, camera_grads)
+        v_means, v_quats, v_scales = grads[:3]
+        v_viewmats, v_Ks = grads[3:] if camera_grads else (None, None)
+        return v_means, v_quats, v_scales, None, v_viewmats, v_Ks, None, None, None, None, None
+
+
+def project_gaussians_cpu_kernel(
+    means: torch.Tensor,  # (N, 3)
+    quats: torch.Tensor,  # (N, 4)
+    scales: torch.Tensor,  # (N, 3)
+    opacities: torch.Tensor,  # (N,)
+    viewmats: torch.Tensor,  # (C, 4, 4)
+    Ks: torch.Tensor,  # (C, 3, 3)
+    width: int,
+    height: int,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    eps2d: float = 0.3,
+) -> ProjectedGaussians:
+    """:func:`~scene4d.render.projection.project_gaussians` compiled: same arguments, outputs and gradients (to
+    means, quats, scales, opacities, viewmats and Ks).
+
+    Returns:
+        :class:`ProjectedGaussians` with leading dims ``(C, N)``.
+
+    Raises:
+        ValueError: inputs of mixed dtypes or not on the CPU.
+        RuntimeError: if the kernel does not build here.
+    """
+    inputs = [means, quats, scales, opacities, viewmats, Ks]
+    dtypes = {t.dtype for t in inputs}
+    if len(dtypes) != 1 or not dtypes <= {torch.float32, torch.float64}:
+        raise ValueError(f"expected float32 or float64 inputs of one dtype, got {sorted(map(str, dtypes))}")
+    devices = {t.device.type for t in inputs}
+    if devices != {"cpu"}:
+        raise ValueError(f"the CPU kernel needs CPU tensors, got devices {sorted(devices)}")
+    if not kernel_available():
+        raise RuntimeError("the CPU rasterizer kernel is not available here; use the 'torch' backend")
+    means2d, conics, depths, radii = _ProjectKernel.apply(
+        *(t.contiguous() for t in inputs), int(width), int(height), float(near_plane), float(far_plane), float(eps2d))
+    opac = opacities[None, :].expand_as(depths)
+    return ProjectedGaussians(means2d=means2d, conics=conics, depths=depths, radii=radii, opacities=opac)
 
 
 def _check_inputs(projected: ProjectedGaussians, colors: torch.Tensor, width: int, height: int,

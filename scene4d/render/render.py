@@ -119,8 +119,11 @@ def render(
         return _render_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
                               backgrounds, sh_degree, near_plane, far_plane, eps2d)
 
-    projected = project_gaussians(means, quats, scales, opacities, viewmats, Ks, width, height,
-                                  near_plane=near_plane, far_plane=far_plane, eps2d=eps2d)
+    project = project_gaussians
+    if name == "cpu-kernel":
+        from scene4d.render.cpu_kernel import project_gaussians_cpu_kernel as project
+    projected = project(means, quats, scales, opacities, viewmats, Ks, width, height,
+                        near_plane=near_plane, far_plane=far_plane, eps2d=eps2d)
     if projected.means2d.requires_grad:
         projected.means2d.retain_grad()
     num_cams = viewmats.shape[0]

@@ -1,7 +1,8 @@
-// Python bindings of the CPU tile rasterizer: dtype dispatch of the forward and backward passes.
+// Python bindings of the CPU projection and tile rasterizer: dtype dispatch of the forward and backward passes.
 #include <ATen/Dispatch.h>
 #include <torch/csrc/utils/pybind.h>
 
+#include "projection.h"
 #include "rasterize_cpu.h"
 
 namespace scene4d_raster {
@@ -28,6 +29,28 @@ std::vector<at::Tensor> rasterize_backward(const std::vector<at::Tensor>& tensor
   return out;
 }
 
+std::vector<at::Tensor> project_forward(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
+                                        const at::Tensor& opacities, const at::Tensor& viewmats, const at::Tensor& Ks,
+                                        int64_t width, int64_t height, double near_plane, double far_plane,
+                                        double eps2d) {
+  std::vector<at::Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "project_forward", [&] {
+    out = project_forward_impl<scalar_t>(means, quats, scales, opacities, viewmats, Ks, static_cast<int>(width),
+                                         static_cast<int>(height), near_plane, far_plane, eps2d);
+  });
+  return out;
+}
+
+std::vector<at::Tensor> project_backward(const std::vector<at::Tensor>& tensors, int64_t width, int64_t height,
+                                         double near_plane, double far_plane, double eps2d, bool camera_grads) {
+  std::vector<at::Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES(tensors[0].scalar_type(), "project_backward", [&] {
+    out = project_backward_impl<scalar_t>(tensors, static_cast<int>(width), static_cast<int>(height), near_plane,
+                                          far_plane, eps2d, camera_grads);
+  });
+  return out;
+}
+
 }  // namespace
 }  // namespace scene4d_raster
 
@@ -36,4 +59,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Bin, sort and composite: returns colors, alphas, depths and the state the backward needs.");
   m.def("backward", &scene4d_raster::rasterize_backward,
         "Gradients to means2d, conics, opacities, colors, depths and backgrounds.");
+  m.def("project_forward", &scene4d_raster::project_forward,
+        "EWA projection: means2d, conics, depths and radii.");
+  m.def("project_backward", &scene4d_raster::project_backward,
+        "Gradients of the projection to means, quats, scales, and optionally viewmats and Ks.");
 }

@@ -1,10 +1,14 @@
 // Footprints of the projected Gaussians and their depth-sorted per-tile lists.
 #include <ATen/ops/empty.h>
 
+#include <parallel/algorithm>
+
 #include <array>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
-#include <numeric>
+#include <type_traits>
 #include <utility>
 
 #include "rasterize_cpu.h"
@@ -75,21 +79,35 @@ void for_each_tile(const Footprint& f, int tiles_x, Fn&& fn) {
         fn(ty * tiles_x + tx);
 }
 
-// Per camera: (depth, c * N + n) of the drawn Gaussians in depth order, ties by index and NaN last like a
-// stable argsort.
+// A drawn Gaussian's place in its camera's depth order: depth bits made monotone as an unsigned integer (NaN
+// last, -0 equal to +0), then its index c * N + n.
+struct DepthKey {
+  uint64_t depth;
+  int64_t index;
+  bool operator<(const DepthKey& other) const {
+    return depth != other.depth ? depth < other.depth : index < other.index;
+  }
+};
+
 template <typename scalar_t>
-std::vector<std::vector<std::pair<scalar_t, int64_t>>> depth_order(const std::vector<Footprint>& prints,
-                                                                   const scalar_t* depth, int64_t cams, int64_t n) {
-  std::vector<std::vector<std::pair<scalar_t, int64_t>>> keys(cams);
-#pragma omp parallel for schedule(dynamic) num_threads(num_threads())
+uint64_t depth_bits(scalar_t depth) {
+  using Bits = std::conditional_t<sizeof(scalar_t) == 4, uint32_t, uint64_t>;
+  constexpr Bits sign = Bits(1) << (8 * sizeof(Bits) - 1);
+  if (std::isnan(depth)) return std::numeric_limits<uint64_t>::max();
+  const Bits bits = std::bit_cast<Bits>(depth == 0 ? scalar_t(0) : depth);
+  return (bits & sign) ? ~bits : (bits | sign);
+}
+
+// Per camera, the drawn Gaussians in depth order, ties by index like a stable argsort. The order is total, so
+// the parallel sort gives the same result for any thread count.
+template <typename scalar_t>
+std::vector<std::vector<DepthKey>> depth_order(const std::vector<Footprint>& prints, const scalar_t* depth,
+                                               int64_t cams, int64_t n) {
+  std::vector<std::vector<DepthKey>> keys(cams);
   for (int64_t cam = 0; cam < cams; ++cam) {
     for (int64_t i = cam * n; i < (cam + 1) * n; ++i)
-      if (prints[i].box[0] <= prints[i].box[1]) keys[cam].emplace_back(depth[i], i);
-    std::sort(keys[cam].begin(), keys[cam].end(), [](const auto& p, const auto& q) {
-      const bool p_nan = std::isnan(p.first), q_nan = std::isnan(q.first);
-      if (p_nan != q_nan) return q_nan;
-      return (!p_nan && p.first != q.first) ? p.first < q.first : p.second < q.second;
-    });
+      if (prints[i].box[0] <= prints[i].box[1]) keys[cam].push_back({depth_bits(depth[i]), i});
+    __gnu_parallel::sort(keys[cam].begin(), keys[cam].end(), __gnu_parallel::multiway_mergesort_tag(num_threads()));
   }
   return keys;
 }
@@ -121,7 +139,7 @@ Binning bin_gaussians(const at::Tensor& means2d, const at::Tensor& conics, const
     std::copy(color + i * dim, color + (i + 1) * dim, dst + kSplatColor);
   }
 
-  const std::vector<std::vector<std::pair<scalar_t, int64_t>>> keys = depth_order(prints, depth, cams, n);
+  const std::vector<std::vector<DepthKey>> keys = depth_order(prints, depth, cams, n);
   std::vector<int64_t> first(cams + 1, 0);
   for (int64_t cam = 0; cam < cams; ++cam) first[cam + 1] = first[cam] + static_cast<int64_t>(keys[cam].size());
   const int64_t rows = first[cams];
@@ -148,7 +166,7 @@ Binning bin_gaussians(const at::Tensor& means2d, const at::Tensor& conics, const
     int64_t cam = 0;
     for (int64_t row = rows * part / parts; row < rows * (part + 1) / parts; ++row) {
       while (row >= first[cam + 1]) ++cam;
-      const int64_t i = keys[cam][row - first[cam]].second;
+      const int64_t i = keys[cam][row - first[cam]].index;
       order[row] = i;
       const Footprint& f = prints[i];
       std::copy_n(rows_by_index.data() + i * stride, stride, splat + row * stride);

@@ -7,6 +7,7 @@ import re
 import pytest
 import torch
 
+from scene4d.render.cpu_kernel import kernel_available
 from scene4d.render.render import render
 from scene4d.render.sh import eval_sh, rgb_to_sh0
 
@@ -79,10 +80,12 @@ def test_shared_and_per_camera_colours_agree(make_scene):
     assert got.colors.shape == (3, scene.height, scene.width, 5)
 
 
-@pytest.mark.parametrize("backend", ["torch", "reference"])
+@pytest.mark.parametrize("backend", ["torch", "reference", "cpu-kernel"])
 def test_info_feeds_gsplat_default_strategy(make_scene, backend):
     from gsplat.strategy import DefaultStrategy
 
+    if backend == "cpu-kernel" and not kernel_available():
+        pytest.skip("the C++ CPU rasterizer does not build here")
     scene = make_scene(n=40, cams=2, dtype=torch.float32).requires_grad_()
     out = render(**render_args(scene, colors=scene.colors[0], backgrounds=scene.backgrounds, backend=backend))
     info = out.info
