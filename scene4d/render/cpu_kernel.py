@@ -8,8 +8,9 @@ The kernel bins footprints into 16x16 tiles, sorts each tile's Gaussians by dept
 front to back, one OpenMP task per (camera, tile), a SIMD vector of a tile row at a time. Its backward is the 3DGS
 one (back to front, recovering the transmittance from the final one) with per-intersection partial sums reduced
 in a fixed order, so gradients do not depend on the thread count. It uses ``torch.get_num_threads()`` threads.
-The EWA projection is compiled too (:func:`project_gaussians_cpu_kernel`: the rules, outputs and gradients of
-:func:`~scene4d.render.projection.project_gaussians`).
+The EWA projection and the SH colours are compiled too (:func:`project_gaussians_cpu_kernel` and
+:func:`sh_colors_cpu_kernel`: the rules, outputs and gradients of
+:func:`~scene4d.render.projection.project_gaussians` and :func:`~scene4d.render.sh.sh_colors`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from scene4d.render.projection import ProjectedGaussians
 logger = logging.getLogger(__name__)
 
 _SOURCES = [Path(__file__).parent / "csrc" / name
-            for name in ("projection.cpp", "binning.cpp", "forward.cpp", "backward.cpp", "bindings.cpp")]
+            for name in ("projection.cpp", "sh.cpp", "binning.cpp", "forward.cpp", "backward.cpp", "bindings.cpp")]
 # ATen's vector types are compiled for the widest instruction set PyTorch itself uses on this CPU. The build is
 # cached under a name per instruction set, so a cache shared with an older CPU never loads the wrong one.
 _SIMD_FLAGS = {
@@ -147,6 +148,46 @@ def project_gaussians_cpu_kernel(
         *(t.contiguous() for t in inputs), int(width), int(height), float(near_plane), float(far_plane), float(eps2d))
     opac = opacities[None, :].expand_as(depths)
     return ProjectedGaussians(means2d=means2d, conics=conics, depths=depths, radii=radii, opacities=opac)
+
+
+class _ShKernel(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, coeffs, means, cam_centers, degree):
+        ctx.save_for_backward(coeffs, means, cam_centers)
+        ctx.degree = degree
+        return _extension().sh_forward(coeffs, means, cam_centers, degree)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, v_colors):
+        v_coeffs, v_means, v_centers = _extension().sh_backward(*ctx.saved_tensors, v_colors.contiguous(), ctx.degree)
+        return v_coeffs, v_means, v_centers, None
+
+
+def sh_colors_cpu_kernel(
+    degree: int,
+    coeffs: torch.Tensor,  # (N, K, 3)
+    means: torch.Tensor,  # (N, 3)
+    cam_centers: torch.Tensor,  # (C, 3)
+) -> torch.Tensor:
+    """:func:`~scene4d.render.sh.sh_colors` compiled: same arguments, (C, N, 3) colours and gradients.
+
+    Raises:
+        ValueError: a degree outside 0 to 3, inputs of mixed dtypes or not on the CPU.
+        RuntimeError: if the kernel does not build here.
+    """
+    if not 0 <= degree <= 3:
+        raise ValueError(f"sh degree must be in [0, 3], got {degree}")
+    inputs = [coeffs, means, cam_centers]
+    dtypes = {t.dtype for t in inputs}
+    if len(dtypes) != 1 or not dtypes <= {torch.float32, torch.float64}:
+        raise ValueError(f"expected float32 or float64 inputs of one dtype, got {sorted(map(str, dtypes))}")
+    devices = {t.device.type for t in inputs}
+    if devices != {"cpu"}:
+        raise ValueError(f"the CPU kernel needs CPU tensors, got devices {sorted(devices)}")
+    if not kernel_available():
+        raise RuntimeError("the CPU rasterizer kernel is not available here; use the 'torch' backend")
+    return _ShKernel.apply(*(t.contiguous() for t in inputs), int(degree))
 
 
 def _check_inputs(projected: ProjectedGaussians, colors: torch.Tensor, width: int, height: int,

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 
 from scene4d.render.projection import project_gaussians
-from scene4d.render.sh import eval_sh
+from scene4d.render.sh import sh_colors
 
 logger = logging.getLogger(__name__)
 
@@ -119,41 +119,37 @@ def render(
         return _render_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
                               backgrounds, sh_degree, near_plane, far_plane, eps2d)
 
-    project = project_gaussians
-    if name == "cpu-kernel":
-        from scene4d.render.cpu_kernel import project_gaussians_cpu_kernel as project
+    project, shade, rasterize = _cpu_backend(name)
     projected = project(means, quats, scales, opacities, viewmats, Ks, width, height,
                         near_plane=near_plane, far_plane=far_plane, eps2d=eps2d)
     if projected.means2d.requires_grad:
         projected.means2d.retain_grad()
     num_cams = viewmats.shape[0]
     if sh_degree is not None:
-        cam_centers = torch.linalg.inv(viewmats)[:, :3, 3]
-        dirs = means[None] - cam_centers[:, None]
-        colors = torch.clamp_min(eval_sh(sh_degree, colors[None].expand(num_cams, -1, -1, -1), dirs) + 0.5, 0.0)
+        colors = shade(sh_degree, colors, means, torch.linalg.inv(viewmats)[:, :3, 3])
     elif colors.dim() == 2:
         colors = colors[None].expand(num_cams, -1, -1)
 
-    rasterize = _cpu_rasterizer(name)
     out_colors, out_alphas, out_depths = rasterize(projected, colors, width, height, backgrounds)
     info = {"means2d": projected.means2d, "radii": projected.radii, "width": width, "height": height,
             "n_cameras": num_cams, "backend": name}
     return RenderOutput(out_colors, out_alphas, out_depths, info)
 
 
-def _cpu_rasterizer(name: str):
+def _cpu_backend(name: str):
+    """``(project, shade, rasterize)``: the projection, SH colours and rasterizer of a CPU backend."""
     if name == "torch":
         from scene4d.render.tiles import rasterize_tiles
 
-        return rasterize_tiles
+        return project_gaussians, sh_colors, rasterize_tiles
     if name == "cpu-kernel":
-        from scene4d.render.cpu_kernel import rasterize_cpu_kernel
+        from scene4d.render.cpu_kernel import project_gaussians_cpu_kernel, rasterize_cpu_kernel, sh_colors_cpu_kernel
 
-        return rasterize_cpu_kernel
+        return project_gaussians_cpu_kernel, sh_colors_cpu_kernel, rasterize_cpu_kernel
     if name == "reference":
         from scene4d.render.reference import rasterize_reference
 
-        return rasterize_reference
+        return project_gaussians, sh_colors, rasterize_reference
     raise ValueError(f"unknown render backend {name!r}; expected auto, gsplat, cpu-kernel, torch or reference")
 
 

@@ -76,6 +76,22 @@ def eval_sh(degree: int, coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tens
     return (bases[..., None] * coeffs[..., : bases.shape[-1], :]).sum(dim=-2)
 
 
+def sh_colors(degree: int, coeffs: torch.Tensor, means: torch.Tensor, cam_centers: torch.Tensor) -> torch.Tensor:
+    """Per-camera colours ``max(SH(dir) + 0.5, 0)`` as :func:`~scene4d.render.render.render` applies them.
+
+    Args:
+        degree: active degree, 0 to 3.
+        coeffs: (N, K, 3) coefficients with ``K >= (degree + 1) ** 2``.
+        means: (N, 3) Gaussian centres.
+        cam_centers: (C, 3) camera centres in world coordinates.
+
+    Returns:
+        (C, N, 3) colours seen from each camera.
+    """
+    dirs = means[None] - cam_centers[:, None]
+    return torch.clamp_min(eval_sh(degree, coeffs[None].expand(len(cam_centers), -1, -1, -1), dirs) + 0.5, 0.0)
+
+
 def rgb_to_sh0(rgb: torch.Tensor) -> torch.Tensor:
     """Degree-0 coefficient whose rendered colour is ``rgb``: (..., 3) -> (..., 3)."""
     return (rgb - 0.5) / SH_C0

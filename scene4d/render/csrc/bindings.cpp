@@ -1,9 +1,10 @@
-// Python bindings of the CPU projection and tile rasterizer: dtype dispatch of the forward and backward passes.
+// Python bindings of the CPU projection, SH colours and tile rasterizer: dtype dispatch of every pass.
 #include <ATen/Dispatch.h>
 #include <torch/csrc/utils/pybind.h>
 
 #include "projection.h"
 #include "rasterize_cpu.h"
+#include "sh.h"
 
 namespace scene4d_raster {
 namespace {
@@ -51,6 +52,23 @@ std::vector<at::Tensor> project_backward(const std::vector<at::Tensor>& tensors,
   return out;
 }
 
+at::Tensor sh_forward(const at::Tensor& coeffs, const at::Tensor& means, const at::Tensor& centres, int64_t degree) {
+  at::Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "sh_forward", [&] {
+    out = sh_forward_impl<scalar_t>(coeffs, means, centres, static_cast<int>(degree));
+  });
+  return out;
+}
+
+std::vector<at::Tensor> sh_backward(const at::Tensor& coeffs, const at::Tensor& means, const at::Tensor& centres,
+                                    const at::Tensor& v_colors, int64_t degree) {
+  std::vector<at::Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "sh_backward", [&] {
+    out = sh_backward_impl<scalar_t>(coeffs, means, centres, v_colors, static_cast<int>(degree));
+  });
+  return out;
+}
+
 }  // namespace
 }  // namespace scene4d_raster
 
@@ -63,4 +81,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "EWA projection: means2d, conics, depths and radii.");
   m.def("project_backward", &scene4d_raster::project_backward,
         "Gradients of the projection to means, quats, scales, and optionally viewmats and Ks.");
+  m.def("sh_forward", &scene4d_raster::sh_forward, "Colours max(SH(dir) + 0.5, 0) per camera.");
+  m.def("sh_backward", &scene4d_raster::sh_backward, "Gradients of the SH colours to coeffs, means and centres.");
 }
