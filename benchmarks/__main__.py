@@ -1,8 +1,8 @@
 """One command for every benchmark: ``python -m benchmarks [--quick] [--clips ...] [--sections ...]``.
 
-Runs the sections (render speed, weight-free masks, cameras, per-object fit, synthetic scenes with ground truth)
-and writes BENCHMARKS.md (tables, the command line, date and machine facts) and a JSON file holding every number
-in it. ``--quick`` uses fewer clips, frames, sizes and iterations (see ``benchmarks.harness.QUICK``).
+Runs the sections (render speed, weight-free masks, cameras, per-object fit, synthetic scenes with ground truth,
+the whole pipeline on real clips) and writes BENCHMARKS.md (tables, the command line, date and machine facts) and
+a JSON file holding every number in it. ``--quick`` uses fewer clips, frames, sizes and iterations (see ``benchmarks.harness.QUICK``).
 
 Examples:
     python -m benchmarks --quick
@@ -47,7 +47,7 @@ def parse_args(argv: list[str], prog: str = "python -m benchmarks") -> argparse.
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"), help="markdown report")
     parser.add_argument("--json", type=Path, default=Path("benchmarks.json"), help="every number, as JSON")
     parser.add_argument("--work", type=Path, default=Path("runs") / "bench",
-                        help="where the synthetic scenes and their pipeline runs are written")
+                        help="where the synthetic scenes and the pipeline runs are written")
     parser.add_argument("--threads", type=int, default=2, help="torch and OpenCV threads")
     args = parser.parse_args(argv)
     missing = [clip for clip in args.clips or [] if not (DATA / clip / "frames").is_dir()]

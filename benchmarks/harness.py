@@ -1,7 +1,7 @@
 """The benchmark sections, their presets, and the BENCHMARKS.md / JSON writers.
 
 Each section calls the functions of one bench script (``render_bench``, ``masks_bench``, ``cameras_bench``,
-``fit_bench``) or :mod:`benchmarks.synthetic_eval` and returns a plain dict::
+``fit_bench``, ``scene_bench``) or :mod:`benchmarks.synthetic_eval` and returns a plain dict::
 
     {"title", "about", "settings": {...}, "tables": [[[key, header, digits], ...], ...], "rows": [...],
      "errors": [{"item", "error", "traceback"}], "wall_s", "cpu_s", "load_before", "load_after"}
@@ -31,7 +31,9 @@ from benchmarks.synthetic_eval import SyntheticSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-SECTIONS = ("render", "masks", "cameras", "fit", "synthetic")
+SECTIONS = ("render", "masks", "cameras", "fit", "synthetic", "scene")
+# Sections whose rows carry the manifest records of pipeline runs, and the row key naming each run.
+STAGE_KEYS = {"synthetic": "scene", "scene": "clip"}
 
 
 @dataclass
@@ -48,6 +50,10 @@ class Preset:
     fit_long_side: int
     fit_max_frames: int
     fit_iters_scale: float
+    scene_clips: list[str] | None
+    scene_preset: str
+    scene_long_side: int
+    scene_overrides: list[str] = field(default_factory=list)
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
 
 
@@ -58,6 +64,7 @@ FULL = Preset(
     cameras_clips=None, cameras_long_side=480,
     fit_clips=["ds4d_kid-football", "ds4d_stroller", "ds4d_rollerblade"], fit_long_side=256, fit_max_frames=0,
     fit_iters_scale=1.0,
+    scene_clips=["ds4d_kid-football", "ds4d_stroller", "ds4d_rollerblade"], scene_preset="default", scene_long_side=0,
     synthetic=SyntheticSettings(seeds=(0, 1), num_frames=16, width=256, height=192, num_objects=2, preset="quick"),
 )
 QUICK = Preset(
@@ -66,6 +73,7 @@ QUICK = Preset(
     cameras_clips=None, cameras_long_side=256,
     fit_clips=["ds4d_kid-football", "ds4d_stroller", "ds4d_rollerblade"], fit_long_side=160, fit_max_frames=8,
     fit_iters_scale=0.5,
+    scene_clips=["ds4d_stroller", "ds4d_kid-football"], scene_preset="quick", scene_long_side=128,
     synthetic=SyntheticSettings(seeds=(0, 1), num_frames=12, width=256, height=192, num_objects=2, preset="quick"),
 )
 
@@ -230,9 +238,27 @@ def synthetic_section(preset: Preset, clips: list[str] | None, threads: int, wor
     return section
 
 
+def scene_section(preset: Preset, clips: list[str] | None, threads: int, work: Path) -> dict:
+    from benchmarks import scene_bench
+    from scene4d.metrics.lpips import load_lpips_alex
+
+    selected = select_clips(preset.scene_clips, clips, needs_masks=True)
+    config = scene_bench.pipeline_config(preset.scene_preset, preset.scene_long_side, preset.scene_overrides)
+    model = load_lpips_alex()
+    section = {"title": "Whole pipeline on real clips", "about": scene_bench.ABOUT,
+               "settings": {"clips": selected, "preset": preset.scene_preset,
+                            "long_side": config.video.long_side, "max_frames": config.video.max_frames,
+                            "holdout_every": config.fit.holdout_every,
+                            "hidden_frames_seen_by": list(scene_bench.SEEN_BY),
+                            "overrides": preset.scene_overrides},
+               "tables": scene_bench.TABLES, "rows": [], "errors": []}
+    _each(selected, lambda clip: [scene_bench.run_clip(DATA / clip, work / "scene" / clip, config, model)], section)
+    return section
+
+
 RUNNERS: dict[str, Callable[[Preset, list[str] | None, int, Path], dict]] = {
     "render": render_section, "masks": masks_section, "cameras": cameras_section, "fit": fit_section,
-    "synthetic": synthetic_section,
+    "synthetic": synthetic_section, "scene": scene_section,
 }
 
 
@@ -285,11 +311,12 @@ def markdown_table(columns: list, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _stage_table(rows: list[dict]) -> str:
-    """Per-stage backend, wall time and peak memory of the synthetic pipeline runs."""
-    table = [{"scene": row["scene"], "stage": stage, **record} for row in rows for stage, record in
+def stage_table(rows: list[dict], key: str) -> str:
+    """Per-stage backend, wall time and peak memory of the pipeline runs behind ``rows`` (their ``stages``),
+    each named by its row's ``key``."""
+    table = [{key: row[key], "stage": stage, **record} for row in rows for stage, record in
              row.get("stages", {}).items()]
-    return markdown_table([["scene", "scene", None], ["stage", "stage", None], ["backend", "backend", None],
+    return markdown_table([[key, key, None], ["stage", "stage", None], ["backend", "backend", None],
                            ["wall_s", "wall s", 1], ["peak_rss_mb", "peak RSS MiB", 0]], table)
 
 
@@ -318,8 +345,8 @@ def write_markdown(report: dict) -> str:
                   + (f"; pipeline overrides: {' '.join(section['settings']['overrides'])}"
                      if section["settings"].get("overrides") else ""), "",
                   *(line for columns in section["tables"] for line in (markdown_table(columns, section["rows"]), ""))]
-        if section["name"] == "synthetic" and section["rows"]:
-            lines += ["Pipeline stages on the synthetic scenes:", "", _stage_table(section["rows"]), ""]
+        if section["name"] in STAGE_KEYS and section["rows"]:
+            lines += ["Pipeline stages:", "", stage_table(section["rows"], STAGE_KEYS[section["name"]]), ""]
         for error in section["errors"]:
             lines.append(f"- **failed** {error['item']}: {error['error']}")
         if section["errors"]:
