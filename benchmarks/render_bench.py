@@ -2,7 +2,7 @@
 
 Each measurement runs in a fresh process with ``--threads`` intra-op threads (2 by default). Time is the median
 over ``--repeats`` runs of ``render()`` plus ``backward()`` of a loss on colours, alphas and depths, after one
-warm-up run; the process CPU time is shown beside it (on a shared machine it is the steadier figure for one
+warm-up run (colours are RGB, or SH coefficients of ``--sh-degree`` evaluated per camera); the process CPU time is shown beside it (on a shared machine it is the steadier figure for one
 thread). Memory is the peak resident set size (``getrusage`` ``ru_maxrss``) minus the resident set size measured
 with ``psutil``
 after rendering a tiny scene and before the warm-up, so it counts what one render of the scene allocates.
@@ -52,18 +52,30 @@ def object_scene(num_gaussians: int, size: int, seed: int = 0) -> dict:
     }
 
 
-def _measure(backend: str, num_gaussians: int, size: int, repeats: int, threads: int, queue) -> None:
+def sh_coefficients(rgb: torch.Tensor, degree: int, seed: int = 0) -> torch.Tensor:
+    """(N, (degree + 1) ** 2, 3) coefficients whose DC term renders ``rgb`` (N, 3), plus small view dependence."""
+    from scene4d.render.sh import num_sh_bases, rgb_to_sh0
+
+    g = torch.Generator().manual_seed(seed)
+    rest = 0.1 * torch.randn(len(rgb), num_sh_bases(degree) - 1, 3, generator=g)
+    return torch.cat([rgb_to_sh0(rgb)[:, None], rest], dim=1)
+
+
+def _measure(backend: str, num_gaussians: int, size: int, repeats: int, threads: int, sh_degree: int | None,
+             queue) -> None:
     from scene4d.render.render import render
 
     torch.set_num_threads(threads)
     scene = object_scene(num_gaussians, size)
+    if sh_degree is not None:
+        scene["colors"] = sh_coefficients(scene["colors"], sh_degree)
     params = {k: scene[k].requires_grad_() for k in ("means", "quats", "scales", "opacities", "colors")}
     g = torch.Generator().manual_seed(1)
     weights = [torch.rand(1, size, size, d, generator=g) for d in (3, 1, 1)]
 
     def step() -> tuple[float, float]:
         start, start_cpu = time.perf_counter(), time.process_time()
-        out = render(**{**scene, **params}, backend=backend)
+        out = render(**{**scene, **params}, sh_degree=sh_degree, backend=backend)
         loss = sum((t * w).sum() for t, w in zip((out.colors, out.alphas, out.depths), weights))
         loss.backward()
         return time.perf_counter() - start, time.process_time() - start_cpu
@@ -78,11 +90,12 @@ def _measure(backend: str, num_gaussians: int, size: int, repeats: int, threads:
                "peak_mib": max(peak - rss_before, 0) / 2**20})
 
 
-def measure(backend: str, num_gaussians: int, size: int, repeats: int, threads: int = 2) -> dict:
+def measure(backend: str, num_gaussians: int, size: int, repeats: int, threads: int = 2,
+            sh_degree: int | None = None) -> dict:
     """Run one configuration in a fresh process; returns ``{"ms": ..., "cpu_ms": ..., "peak_mib": ...}``."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(backend, num_gaussians, size, repeats, threads, queue))
+    proc = ctx.Process(target=_measure, args=(backend, num_gaussians, size, repeats, threads, sh_degree, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -104,6 +117,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES, help="NxS: N Gaussians, S x S pixels")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--sh-degree", type=int, default=None, help="colours as SH of this degree (default: RGB)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args()
     backends = args.backends or available_backends()
@@ -113,7 +127,7 @@ def main() -> None:
         num_gaussians, size = (int(v) for v in spec.lower().split("x"))
         row = {"n": num_gaussians, "size": size}
         for backend in backends:
-            row[backend] = measure(backend, num_gaussians, size, args.repeats, args.threads)
+            row[backend] = measure(backend, num_gaussians, size, args.repeats, args.threads, args.sh_degree)
         rows.append(row)
 
     header = ["N", "image"] + [f"{b} {col}" for b in backends for col in ("ms", "CPU ms", "peak MiB")]
@@ -129,7 +143,8 @@ def main() -> None:
         print("| " + " | ".join(cells) + " |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "repeats": args.repeats, "rows": rows}, f, indent=2)
+            json.dump({"threads": args.threads, "repeats": args.repeats, "sh_degree": args.sh_degree, "rows": rows}, f,
+                      indent=2)
 
 
 if __name__ == "__main__":

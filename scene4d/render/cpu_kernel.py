@@ -108,7 +108,8 @@ class _ProjectKernel(torch.autograd.Function):
         upstream = [v.contiguous() for v in (v_means2d, v_conics, v_depths)]
         grads = _extension().project_backward([*ctx.saved_tensors, *upstream], *ctx.dims, camera_grads)
         v_means, v_quats, v_scales = grads[:3]
-        v_viewmats, v_Ks = grads[3:] if camera_grads else (None, None)
+        v_viewmats = grads[3] if ctx.needs_input_grad[4] else None
+        v_Ks = grads[4] if ctx.needs_input_grad[5] else None
         return v_means, v_quats, v_scales, None, v_viewmats, v_Ks, None, None, None, None, None
 
 

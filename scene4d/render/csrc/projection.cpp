@@ -4,9 +4,7 @@
 // function as PyTorch's autograd takes it, culled pairs included: there the arithmetic runs on with z or the
 // determinant replaced by 1, and gradients flow through it. Gradients reach means, quats (through both of their
 // normalisations: F.normalize, then kornia's), scales, and optionally the cameras (viewmats and the fx, fy,
-// cx, cy entries of Ks). Work is split into fixed blocks of Gaussians and per-camera sums are reduced block by
-// block in order, so results do not depend on the thread count.
-#include <ATen/Parallel.h>
+// cx, cy entries of Ks), whose sums are reduced block by block (for_each_block).
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
@@ -22,7 +20,6 @@ namespace scene4d_raster {
 namespace {
 
 constexpr double kNormEps = 1e-12;  // F.normalize's and kornia's floor on the quaternion norm
-constexpr int64_t kBlock = 256;     // Gaussians per work item
 // Per-camera gradient slots: rotation (9, row-major), translation (3), fx, fy, cx, cy.
 constexpr int kCamSlots = 16, kSlotT = 9, kSlotK = 12;
 
@@ -228,8 +225,8 @@ void pair_backward(const Camera<T>& cam, const T* p, const Shape<T>& shape, T ne
     v_zs -= cam.fx * x / zs2 * vm[0] + cam.fy * y / zs2 * vm[1];
     if (pr.in_depth) v_xyz[2] += v_zs;
     if (cam_grad) {
-      cam_grad[kSlotK] += v_fx, cam_grad[kSlotK + 1] += v_fy, cam_grad[kSlotK + 2] += v_cx,
-          cam_grad[kSlotK + 3] += v_cy;
+      const T v_K[4] = {v_fx, v_fy, v_cx, v_cy};
+      for (int i = 0; i < 4; ++i) cam_grad[kSlotK + i] += v_K[i];
     }
   }
   for (int j = 0; j < 3; ++j)
@@ -294,7 +291,7 @@ std::vector<at::Tensor> project_forward_impl(const at::Tensor& means, const at::
   int32_t* radii_p = radii.data_ptr<int32_t>();
   const std::vector<Camera<T>> cams_v = cameras<T>(viewmats, Ks, width, height);
   const T threshold = static_cast<T>(kAlphaThreshold);
-  at::parallel_for(0, n, kBlock, [&](int64_t begin, int64_t end) {
+  for_each_block(n, [&](int64_t, int64_t begin, int64_t end) {
     for (int64_t g = begin; g < end; ++g) {
       const Shape<T> shape(quat_p + 4 * g, scale_p + 3 * g);
       const T o = opacity_p[g];
@@ -327,7 +324,7 @@ std::vector<at::Tensor> project_backward_impl(const std::vector<at::Tensor>& in,
                                               bool camera_grads) {
   const at::Tensor &means = in[0], &quats = in[1], &scales = in[2], &viewmats = in[3], &Ks = in[4];
   const at::Tensor &v_means2d = in[5], &v_conics = in[6], &v_depths = in[7];
-  const int64_t cams = viewmats.size(0), n = means.size(0), blocks = (n + kBlock - 1) / kBlock;
+  const int64_t cams = viewmats.size(0), n = means.size(0), blocks = (n + kGaussianBlock - 1) / kGaussianBlock;
   const auto options = means.options();
   at::Tensor v_means = at::empty({n, 3}, options), v_quats = at::empty({n, 4}, options);
   at::Tensor v_scales = at::empty({n, 3}, options);
@@ -336,24 +333,22 @@ std::vector<at::Tensor> project_backward_impl(const std::vector<at::Tensor>& in,
   const T *vm_p = v_means2d.data_ptr<T>(), *vc_p = v_conics.data_ptr<T>(), *vd_p = v_depths.data_ptr<T>();
   T *out_mean = v_means.data_ptr<T>(), *out_quat = v_quats.data_ptr<T>(), *out_scale = v_scales.data_ptr<T>();
   const std::vector<Camera<T>> cams_v = cameras<T>(viewmats, Ks, width, height);
-  at::parallel_for(0, blocks, 1, [&](int64_t block_begin, int64_t block_end) {
-    for (int64_t block = block_begin; block < block_end; ++block) {
-      T* cam_grads = camera_grads ? block_cam_grads.data() + block * cams * kCamSlots : nullptr;
-      for (int64_t g = block * kBlock; g < std::min(n, (block + 1) * kBlock); ++g) {
-        const T *p = mean_p + 3 * g, *q = quat_p + 4 * g, *s = scale_p + 3 * g;
-        const Shape<T> shape(q, s);
-        Mat3<T> v_S{};
-        T v_p[3] = {0, 0, 0};
-        for (int64_t c = 0; c < cams; ++c) {
-          const int64_t i = c * n + g;
-          T v_p_cam[3];
-          pair_backward(cams_v[c], p, shape, T(near_plane), T(far_plane), T(eps2d), vm_p + 2 * i, vc_p + 3 * i,
-                        vd_p[i], v_p_cam, v_S, cam_grads ? cam_grads + c * kCamSlots : nullptr);
-          for (int j = 0; j < 3; ++j) v_p[j] += v_p_cam[j];
-        }
-        std::copy(v_p, v_p + 3, out_mean + 3 * g);
-        shape_backward(shape, q, s, v_S, out_quat + 4 * g, out_scale + 3 * g);
+  for_each_block(n, [&](int64_t block, int64_t begin, int64_t end) {
+    T* cam_grads = camera_grads ? block_cam_grads.data() + block * cams * kCamSlots : nullptr;
+    for (int64_t g = begin; g < end; ++g) {
+      const T *p = mean_p + 3 * g, *q = quat_p + 4 * g, *s = scale_p + 3 * g;
+      const Shape<T> shape(q, s);
+      Mat3<T> v_S{};
+      T v_p[3] = {0, 0, 0};
+      for (int64_t c = 0; c < cams; ++c) {
+        const int64_t i = c * n + g;
+        T v_p_cam[3];
+        pair_backward(cams_v[c], p, shape, T(near_plane), T(far_plane), T(eps2d), vm_p + 2 * i, vc_p + 3 * i,
+                      vd_p[i], v_p_cam, v_S, cam_grads ? cam_grads + c * kCamSlots : nullptr);
+        for (int j = 0; j < 3; ++j) v_p[j] += v_p_cam[j];
       }
+      std::copy(v_p, v_p + 3, out_mean + 3 * g);
+      shape_backward(shape, q, s, v_S, out_quat + 4 * g, out_scale + 3 * g);
     }
   });
   if (!camera_grads) return {v_means, v_quats, v_scales};

@@ -1,4 +1,5 @@
-// Shared pieces of the CPU tile rasterizer (binning.cpp, forward.cpp, backward.cpp, bindings.cpp).
+// Shared pieces of the CPU tile rasterizer (binning.cpp, forward.cpp, backward.cpp, bindings.cpp) and of
+// projection.cpp and sh.cpp.
 //
 // The semantics are those of scene4d/render/reference.py, as specified in scene4d/render/projection.py:
 // alpha = min(0.999, opacity * exp(min(power, 0))), dropped below 1/255; a Gaussian that would bring
@@ -45,6 +46,19 @@ class FlushDenormals {
 };
 
 inline int num_threads() { return std::max(1, at::get_num_threads()); }
+
+// Calls fn(block, first, last) for blocks of kGaussianBlock Gaussians [first, last) of n, handed out to the threads
+// dynamically (a preempted thread then delays one block, not a share). Per-block sums reduced in block order
+// do not depend on the thread count.
+constexpr int64_t kGaussianBlock = 256;
+
+template <typename Fn>
+void for_each_block(int64_t n, Fn&& fn) {
+  const int64_t blocks = (n + kGaussianBlock - 1) / kGaussianBlock;
+#pragma omp parallel for schedule(dynamic) num_threads(num_threads())
+  for (int64_t block = 0; block < blocks; ++block)
+    fn(block, block * kGaussianBlock, std::min(n, (block + 1) * kGaussianBlock));
+}
 
 // Splat rows: mx, my, conic a, b, c, opacity, depth, then the D colour channels.
 constexpr int kSplatColor = 7;

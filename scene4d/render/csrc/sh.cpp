@@ -1,8 +1,6 @@
 // View-dependent colours from real SH coefficients, max(SH(dir) + 0.5, 0) as render() applies them with
-// scene4d/render/sh.py's bases, and the backward pass to the coefficients, the means and the camera centres.
-// Work is split into fixed blocks of Gaussians and per-camera sums are reduced block by block in order, so
-// results do not depend on the thread count.
-#include <ATen/Parallel.h>
+// scene4d/render/sh.py's bases, and the backward pass to the coefficients, the means and the camera centres
+// (whose sums are reduced block by block, see for_each_block).
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
@@ -11,6 +9,7 @@
 #include <cmath>
 #include <vector>
 
+#include "rasterize_cpu.h"
 #include "sh.h"
 
 namespace scene4d_raster {
@@ -22,7 +21,6 @@ constexpr double kC2[5] = {1.0925484305920792, -1.0925484305920792, 0.3153915652
 constexpr double kC3[7] = {-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
                            -0.4570457994644658, 1.445305721320277, -0.5900435899266435};
 constexpr double kNormEps = 1e-12;  // F.normalize's floor on the direction's norm
-constexpr int64_t kBlock = 256;     // Gaussians per work item
 constexpr int kMaxBases = 16;
 
 // The unit direction from a camera centre to a Gaussian, as F.normalize computes it; returns the distance.
@@ -100,7 +98,7 @@ at::Tensor sh_forward_impl(const at::Tensor& coeffs, const at::Tensor& means, co
   at::Tensor colors = at::empty({cams, n, 3}, means.options());
   const T *coeff_p = coeffs.data_ptr<T>(), *mean_p = means.data_ptr<T>(), *centre_p = centres.data_ptr<T>();
   T* out = colors.data_ptr<T>();
-  at::parallel_for(0, n, kBlock, [&](int64_t begin, int64_t end) {
+  for_each_block(n, [&](int64_t, int64_t begin, int64_t end) {
     for (int64_t g = begin; g < end; ++g) {
       for (int64_t c = 0; c < cams; ++c) {
         T dir[3], b[kMaxBases] = {T(kC0)}, pre[3];
@@ -120,43 +118,41 @@ template <typename T>
 std::vector<at::Tensor> sh_backward_impl(const at::Tensor& coeffs, const at::Tensor& means, const at::Tensor& centres,
                                          const at::Tensor& v_colors, int degree) {
   const int64_t n = means.size(0), cams = centres.size(0), k = coeffs.size(1), nb = (degree + 1) * (degree + 1);
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  const int64_t blocks = (n + kGaussianBlock - 1) / kGaussianBlock;
   at::Tensor v_coeffs = at::zeros({n, k, 3}, means.options()), v_means = at::zeros({n, 3}, means.options());
   std::vector<T> block_centre_grads(blocks * cams * 3, T(0));
   const T *coeff_p = coeffs.data_ptr<T>(), *mean_p = means.data_ptr<T>(), *centre_p = centres.data_ptr<T>();
   const T* v_color_p = v_colors.data_ptr<T>();
   T *out_coeff = v_coeffs.data_ptr<T>(), *out_mean = v_means.data_ptr<T>();
-  at::parallel_for(0, blocks, 1, [&](int64_t block_begin, int64_t block_end) {
-    for (int64_t block = block_begin; block < block_end; ++block) {
-      T* centre_grads = block_centre_grads.data() + block * cams * 3;
-      for (int64_t g = block * kBlock; g < std::min(n, (block + 1) * kBlock); ++g) {
-        const T* coeff = coeff_p + g * k * 3;
-        T* v_coeff = out_coeff + g * k * 3;
-        for (int64_t c = 0; c < cams; ++c) {
-          T dir[3], b[kMaxBases] = {T(kC0)}, pre[3], v_pre[3];
-          T norm = 0;
-          if (degree > 0) {
-            norm = direction(mean_p + 3 * g, centre_p + 3 * c, dir);
-            bases(degree, dir, b);
-          }
-          shade(b, coeff, nb, pre);
-          const T* v_color = v_color_p + (c * n + g) * 3;
-          for (int ch = 0; ch < 3; ++ch) v_pre[ch] = pre[ch] > T(0) ? v_color[ch] : T(0);  // as clamp_min's
-          T v_b[kMaxBases];
-          for (int64_t j = 0; j < nb; ++j) {
-            for (int ch = 0; ch < 3; ++ch) v_coeff[3 * j + ch] += b[j] * v_pre[ch];
-            v_b[j] = coeff[3 * j] * v_pre[0] + coeff[3 * j + 1] * v_pre[1] + coeff[3 * j + 2] * v_pre[2];
-          }
-          if (degree == 0) continue;
-          T v_dir[3];
-          bases_backward(degree, dir, v_b, v_dir);
-          // dir = d / max(|d|, eps): v_d = (v_dir - dir (dir . v_dir)) / |d|, or v_dir / eps below the floor.
-          const T dot = dir[0] * v_dir[0] + dir[1] * v_dir[1] + dir[2] * v_dir[2];
-          for (int i = 0; i < 3; ++i) {
-            const T v_d = norm >= T(kNormEps) ? (v_dir[i] - dir[i] * dot) / norm : v_dir[i] / T(kNormEps);
-            out_mean[3 * g + i] += v_d;
-            centre_grads[3 * c + i] -= v_d;
-          }
+  for_each_block(n, [&](int64_t block, int64_t begin, int64_t end) {
+    T* centre_grads = block_centre_grads.data() + block * cams * 3;
+    for (int64_t g = begin; g < end; ++g) {
+      const T* coeff = coeff_p + g * k * 3;
+      T* v_coeff = out_coeff + g * k * 3;
+      for (int64_t c = 0; c < cams; ++c) {
+        T dir[3], b[kMaxBases] = {T(kC0)}, pre[3], v_pre[3];
+        T norm = 0;
+        if (degree > 0) {
+          norm = direction(mean_p + 3 * g, centre_p + 3 * c, dir);
+          bases(degree, dir, b);
+        }
+        shade(b, coeff, nb, pre);
+        const T* v_color = v_color_p + (c * n + g) * 3;
+        for (int ch = 0; ch < 3; ++ch) v_pre[ch] = pre[ch] > T(0) ? v_color[ch] : T(0);  // as clamp_min's
+        T v_b[kMaxBases];
+        for (int64_t j = 0; j < nb; ++j) {
+          for (int ch = 0; ch < 3; ++ch) v_coeff[3 * j + ch] += b[j] * v_pre[ch];
+          v_b[j] = coeff[3 * j] * v_pre[0] + coeff[3 * j + 1] * v_pre[1] + coeff[3 * j + 2] * v_pre[2];
+        }
+        if (degree == 0) continue;
+        T v_dir[3];
+        bases_backward(degree, dir, v_b, v_dir);
+        // dir = d / max(|d|, eps): v_d = (v_dir - dir (dir . v_dir)) / |d|, or v_dir / eps below the floor.
+        const T dot = dir[0] * v_dir[0] + dir[1] * v_dir[1] + dir[2] * v_dir[2];
+        for (int i = 0; i < 3; ++i) {
+          const T v_d = norm >= T(kNormEps) ? (v_dir[i] - dir[i] * dot) / norm : v_dir[i] / T(kNormEps);
+          out_mean[3 * g + i] += v_d;
+          centre_grads[3 * c + i] -= v_d;
         }
       }
     }
