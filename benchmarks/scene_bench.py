@@ -22,7 +22,7 @@ Per clip, :func:`compose.runner.run_pipeline` runs every stage, decode to export
   nearest of its Gaussians, and that Gaussian is followed through time; EPE in pixels on the other visible
   frames, fitted and hidden apart, and for scale the EPE of a point that stays where it was attached;
 - remaining penetration: :func:`compose.interactions.penetration_fraction` (the refine step's metric) on every
-  frame, the largest per-pair mean;
+  frame, the largest per-pair mean, with the background (an object sunk behind its surface) and between objects;
 - wall time, peak resident memory and backend of each stage, from ``manifest.json``.
 
 Which stages see the hidden frames: the object fits never do (``ObjectObservations`` keeps them out of the
@@ -84,7 +84,8 @@ ABOUT = ("Every stage of the pipeline on the clip, ground-truth masks given, eve
          f"degrees about the objects' centre, per view in that order; they report {DREAMSCENE4D_LPIPS} on DAVIS), "
          "whole scene and objects alone. Track EPE: Gaussians attached to the input tracks (the tracks stage's "
          "estimate) in the reference frame and followed, px; `still`: points left where they were attached. "
-         "Penetration: the refine step's metric on every frame (largest pair).")
+         "Penetration: the refine step's metric on every frame, the largest pair, background (objects sunk behind "
+         "its surface) included, and between objects only.")
 TABLES = [
     [["clip", "clip", None], ["frames", "frames", None], ["size", "size", None],
      ["psnr_fitted", "PSNR fit", 2], ["ssim_fitted", "SSIM fit", 3], ["lpips_fitted", "LPIPS fit", 3],
@@ -97,6 +98,7 @@ TABLES = [
      ["novel_lpips_objects", "novel LPIPS objects", 3], ["track_epe_fitted_px", "EPE fit px", 2],
      ["track_epe_hidden_px", "EPE hid px", 2], ["track_epe_still_px", "EPE still px", 2],
      ["track_points", "track points", 0], ["penetration", "penetration", 3],
+     ["penetration_objects", "between objects", 3],
      ["total_s", "total s", 1], ["peak_rss_mb", "peak RSS MiB", 0]],
 ]
 
@@ -325,7 +327,8 @@ def remaining_penetration(scene: Scene, cameras: Cameras, config: InteractionCon
     """The refine step's penetration metric on every input frame.
 
     Returns:
-        ``{"pairs": {"a-b": mean fraction of a's Gaussians inside b (0: the background)}, "max": largest}``.
+        ``{"pairs": {"a-b": mean fraction of a's Gaussians inside b (0: the background)}, "max": largest,
+        "objects": largest between two objects}``.
     """
     centres = torch.from_numpy(cameras.centers).float()
     fractions: dict[str, list[float]] = {}
@@ -333,7 +336,8 @@ def remaining_penetration(scene: Scene, cameras: Cameras, config: InteractionCon
         for (a, b), value in penetration_fraction(scene, time, centres, config).items():
             fractions.setdefault(f"{a}-{b}", []).append(value)
     pairs = {k: sum(v) / len(v) for k, v in fractions.items()}
-    return {"pairs": pairs, "max": max(pairs.values(), default=0.0)}
+    return {"pairs": pairs, "max": max(pairs.values(), default=0.0),
+            "objects": max((v for k, v in pairs.items() if not k.endswith("-0")), default=0.0)}
 
 
 def stage_records(manifest: dict) -> dict[str, dict]:
@@ -390,7 +394,8 @@ def evaluate_run(run: Path, config: PipelineConfig, model: LPIPSAlex) -> dict:
     row.update(track_errors(scene, cameras, PointTracks.load(run / "tracks"), references, hidden, backend))
     penetration = remaining_penetration(scene, cameras, config.compose.refine.interactions)
     metrics = json.loads((run / "scene" / "scene.json").read_text())["metrics"]
-    row.update(penetration=penetration["max"], penetration_pairs=penetration["pairs"],
+    row.update(penetration=penetration["max"], penetration_objects=penetration["objects"],
+               penetration_pairs=penetration["pairs"],
                penetration_refine_before=metrics.get("interactions_before", {}).get("max_penetration"),
                penetration_refine_after=metrics.get("interactions_after", {}).get("max_penetration"))
 

@@ -12,6 +12,7 @@ from benchmarks import harness, scene_bench
 from benchmarks.synthetic.generate import generate_scene
 from benchmarks.synthetic.io import write_scene
 from benchmarks.synthetic_eval import object_trajectories
+from compose.interactions import InteractionConfig
 from compose.pipeline import STAGES
 from compose.scene import Scene, SceneObject
 from scene4d.contracts.cameras import Cameras
@@ -207,6 +208,24 @@ def test_tracks_made_by_the_gaussians_are_followed_exactly_and_offsets_are_measu
     errors = scene_bench.track_errors(scene, cams, PointTracks(moved, visible, labels), {1: 1}, HIDDEN, "torch")
     assert errors["track_epe_hidden_px"] == pytest.approx(5.0, abs=1e-3)
     assert errors["track_epe_fitted_px"] < 1e-3
+
+
+def ball_shell(radius, seed, n=400):
+    g = torch.Generator().manual_seed(seed)
+    points = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=1) * radius
+    gaussians = Gaussians.from_points(points, torch.full((n, 3), 0.5), sh_degree=0, scale=0.02, opacity=0.99)
+    path = torch.tensor([0.0, 0.0, 3.0]).expand(4, 3)
+    return DynamicObject(gaussians, ControlPointDeformation(points[:4].clone(), 4, radius=radius),
+                         RigidTrajectory(4, path))
+
+
+def test_penetration_counts_a_ball_inside_another_and_keeps_the_background_apart():
+    scene = Scene(backdrop(), [SceneObject(1, "big", ball_shell(0.3, 0)), SceneObject(2, "small", ball_shell(0.1, 1))],
+                  num_frames=2)
+    result = scene_bench.remaining_penetration(scene, cameras(num_frames=2), InteractionConfig())
+    assert result["pairs"]["2-1"] == pytest.approx(1.0) and result["pairs"]["1-2"] == 0.0
+    assert result["pairs"]["1-0"] == 0.0 and result["pairs"]["2-0"] == 0.0  # 3 units in front of the backdrop
+    assert result["objects"] == result["max"] == pytest.approx(1.0)
 
 
 @pytest.fixture(scope="module")
