@@ -6,6 +6,7 @@ a JSON file holding every number in it. ``--quick`` uses fewer clips, frames, si
 
 Examples:
     python -m benchmarks --quick
+    python -m benchmarks --quick --readme README.md   # and regenerate the README's results block
     python -m benchmarks --sections masks,fit --clips ds4d_stroller --out /tmp/B.md --json /tmp/b.json
 """
 
@@ -21,7 +22,15 @@ from pathlib import Path
 import cv2
 import torch
 
+from benchmarks import harness
 from benchmarks.harness import DATA, FULL, QUICK, SECTIONS, machine_facts, now, run_section, write_outputs
+
+
+def _read(path: Path, parser: argparse.ArgumentParser) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        parser.error(f"cannot read {path}: {exc.strerror}")
 
 
 def parse_sections(spec: str) -> list[str]:
@@ -49,7 +58,11 @@ def parse_args(argv: list[str], prog: str = "python -m benchmarks") -> argparse.
     parser.add_argument("--work", type=Path, default=Path("runs") / "bench",
                         help="where the synthetic scenes and the pipeline runs are written")
     parser.add_argument("--threads", type=int, default=2, help="torch and OpenCV threads")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="also write the tables into this README's generated block (after the last section)")
     args = parser.parse_args(argv)
+    if args.readme is not None and harness.README_BEGIN not in _read(args.readme, parser):
+        parser.error(f"{args.readme} has no generated-benchmarks block (a line {harness.README_BEGIN!r})")
     missing = [clip for clip in args.clips or [] if not (DATA / clip / "frames").is_dir()]
     if missing:
         parser.error(f"unknown clip {missing[0]!r}: no {DATA / missing[0] / 'frames'}")
@@ -81,6 +94,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m benchmarks") -> i
         print(f"benchmarks: {name} done in {section['wall_s']} s ({section['cpu_s']} s CPU), "
               f"{len(section['rows'])} rows, {len(section['errors'])} failed", file=sys.stderr, flush=True)
     print(args.out.read_text())
+    if args.readme is not None:
+        args.readme.write_text(harness.splice_readme(args.readme.read_text(), report))
+        print(f"benchmarks: tables written into {args.readme}", file=sys.stderr)
     failed = [e["item"] for s in report["sections"] for e in s["errors"]]
     if failed:
         print(f"benchmarks: failed items: {', '.join(failed)} (tracebacks in {args.json})", file=sys.stderr)

@@ -6,7 +6,7 @@
 
 Protocol: ground-truth masks given, weight-free backends for tracks, cameras and depth (the preprocessing
 stages with their default configs), frames resized to 256 px on the long side, every 4th frame hidden from
-the fit (``FitConfig.holdout_every=4``). Per clip and object: PSNR inside the true masks on the fitted
+the fit (``holdout_every=4``). Per clip and object: PSNR inside the true masks on the fitted
 frames and on the hidden ones, IoU of the rendered alpha against the true masks on the hidden frames, wall
 time and peak memory (resident set) of the fit, and the Gaussian count. Metrics as in
 :mod:`scene4d.fit.outputs`. Targets: train PSNR >= 28 dB, hidden PSNR >= 24 dB, hidden IoU >= 0.85,
@@ -74,8 +74,8 @@ def preprocess(clip: Path, long_side: int, max_frames: int, config: PreprocessCo
 
 
 def fit_config(iters_scale: float, overrides: list[str]) -> FitConfig:
-    """The default fit settings with every 4th frame hidden, iterations scaled, then ``key=value`` overrides."""
-    config = load_config(FitConfig, ROOT / "configs", None, [f"holdout_every={HOLDOUT_EVERY}", *overrides])
+    """The default fit settings with iterations scaled, then ``key=value`` overrides."""
+    config = load_config(FitConfig, ROOT / "configs", None, overrides)
     for name in ("static_iters", "motion_iters", "joint_iters"):
         iterations = getattr(config, name)
         setattr(config, name, max(1, round(iterations * iters_scale)) if iterations > 0 else 0)
@@ -85,7 +85,7 @@ def fit_config(iters_scale: float, overrides: list[str]) -> FitConfig:
 def run_object(inputs: Inputs, object_id: int, config: FitConfig, outputs: Path | None, clip: str) -> dict:
     """Fit one object, evaluate it on its fitted and hidden frames; optionally write its outputs."""
     obs = ObjectObservations.gather(object_id, inputs.frames, inputs.masks, inputs.depth, inputs.cameras,
-                                    inputs.tracks, holdout_every=config.holdout_every)
+                                    inputs.tracks, holdout_every=HOLDOUT_EVERY)
     with measure() as usage:
         result = fit_object(obs, config, progress=False)
     train = evaluate_object(result.model, obs, obs.train_frames, config.backend)

@@ -6,7 +6,7 @@
 
 Per clip, :func:`compose.runner.run_pipeline` runs every stage, decode to export (what ``python run.py --video
 <clip>/frames --masks <clip>/masks`` runs), into a run directory, with every 4th frame hidden from the object fits
-(``fit.holdout_every=4``: frames 3, 7, 11, ...). A finished run is resumed, not redone. Then, from the run directory:
+(``holdout_every=4``: frames 3, 7, 11, ...). A finished run is resumed, not redone. Then, from the run directory:
 
 - composed scene (objects and background) rendered through the input cameras against the input frames: PSNR,
   SSIM and LPIPS(alex) over the whole frame, and inside the union of the object masks (both images black outside
@@ -25,13 +25,11 @@ Per clip, :func:`compose.runner.run_pipeline` runs every stage, decode to export
   frame, the largest per-pair mean, with the background (an object sunk behind its surface) and between objects;
 - wall time, peak resident memory and backend of each stage, from ``manifest.json``.
 
-Which stages see the hidden frames: the object fits never do (``ObjectObservations`` keeps them out of the
-training frames; initialisation, losses and tracks use those only; checked here against each object's
-``fit.json``). Every other stage does: masks are given for all frames, tracks, cameras and depth are estimated
-on all frames, the background is fitted to every frame's background pixels, and the compose stage fits each
-object's depth scale on all frames and its refinement moves the objects' trajectories to match the composed
-render to every frame. So hidden-frame scores hold out the objects' shape and appearance, their motion only
-partly, and the background not at all.
+Which stages see the hidden frames: no stage that fits to the frames does. The object fits keep them out of
+their training frames (initialisation, losses and tracks use those only; checked here against each object's
+``fit.json``), the background is filled, lifted and fitted on the other frames only, and the compose stage's
+placement and refinement read the other frames only. The preprocessing does see them: masks are given for all
+frames, and tracks, cameras and depth are estimated on all frames (the fits read those on fitted frames only).
 """
 
 from __future__ import annotations
@@ -64,6 +62,7 @@ from scene4d.contracts.masks import ObjectMasks  # noqa: E402
 from scene4d.contracts.tracks import PointTracks  # noqa: E402
 from scene4d.conventions import normalized_time, project_points  # noqa: E402
 from scene4d.fit.outputs import ALPHA_THRESHOLD, PSNR_CAP_DB  # noqa: E402
+from scene4d.holdout import fitted_frames, hidden_frames  # noqa: E402
 from scene4d.metrics.image import psnr, ssim  # noqa: E402
 from scene4d.metrics.lpips import MIN_SIZE, LPIPSAlex, load_lpips_alex, lpips  # noqa: E402
 from scene4d.metrics.masks import mask_iou  # noqa: E402
@@ -73,12 +72,12 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data"
 CLIPS = ("ds4d_kid-football", "ds4d_stroller", "ds4d_rollerblade")
 HOLDOUT_EVERY = 4
 DREAMSCENE4D_LPIPS = 0.152  # their novel-view LPIPS on DAVIS
-SEEN_BY = ("masks (given)", "tracks", "cameras", "depth", "background", "compose placement and refine")
+SEEN_BY = ("masks (given)", "tracks", "cameras", "depth")
 ABOUT = ("Every stage of the pipeline on the clip, ground-truth masks given, every 4th frame hidden from the "
          "object fits (`benchmarks/scene_bench.py`). Composed scene through the input cameras against the input "
          "frames, on fitted (`fit`) and hidden (`hid`) frames, whole frame and inside the union of the object "
-         "masks (`mask`: both black outside, LPIPS on the mask's box). Hidden frames are held out of the object "
-         "fits only: the background and the compose stage (placement, trajectory refinement) see every frame. "
+         "masks (`mask`: both black outside, LPIPS on the mask's box). Hidden frames are held out of every fit "
+         "(objects, background, placement, trajectory refinement); only the preprocessing sees them. "
          "Object IoU: rendered alpha against each mask on hidden frames. Novel LPIPS: DreamScene4D's protocol "
          f"(input view vs renders at (el, az) = {', '.join(f'({e:+.0f}, {a:+.0f})' for e, a in EVALUATION_ANGLES)} "
          f"degrees about the objects' centre, per view in that order; they report {DREAMSCENE4D_LPIPS} on DAVIS), "
@@ -103,16 +102,11 @@ TABLES = [
 ]
 
 
-def hidden_frames(num_frames: int, every: int) -> list[int]:
-    """Frames ``FitConfig.holdout_every = every`` hides from the object fits: 3, 7, 11, ... for 4 (none for 0)."""
-    return [] if every <= 0 else [f for f in range(num_frames) if f % every == every - 1]
-
-
 def pipeline_config(preset: str | None, long_side: int, overrides: list[str]) -> PipelineConfig:
     """The preset's config with every 4th frame hidden, ``video.long_side`` set unless 0, then ``overrides``."""
     size = [f"video.long_side={long_side}"] if long_side else []
     return load_config(PipelineConfig, ROOT / "configs", preset,
-                       [f"fit.holdout_every={HOLDOUT_EVERY}", *size, *overrides])
+                       [f"holdout_every={HOLDOUT_EVERY}", *size, *overrides])
 
 
 def _times(num_frames: int) -> list[float]:
@@ -347,14 +341,20 @@ def stage_records(manifest: dict) -> dict[str, dict]:
 
 
 def _check_holdout(run: Path, masks: ObjectMasks, hidden: list[int]) -> dict[int, int]:
-    """Each object's reference frame, after checking from its ``fit.json`` that it never saw a hidden frame."""
-    references = {}
+    """Each object's reference frame, after checking from the objects' and the background's ``fit.json`` and
+    the scene's ``scene.json`` that no fit saw a hidden frame."""
+    references, seen_by = {}, {}
     for object_id in masks.object_ids:
         fit = json.loads((run / "objects" / str(object_id) / "fit.json").read_text())
-        seen = sorted(row["frame"] for row in fit["metrics"]["per_frame"] if row["seen"])
-        if set(seen) & set(hidden):
-            raise RuntimeError(f"object {object_id} was fitted on hidden frames {sorted(set(seen) & set(hidden))}")
+        seen_by[f"object {object_id}"] = [row["frame"] for row in fit["metrics"]["per_frame"] if row["seen"]]
         references[object_id] = int(fit["info"]["reference_frame"])
+    background = run / "background" / "fit.json"
+    if background.is_file():
+        seen_by["background"] = json.loads(background.read_text())["fit_frames"]
+    seen_by["compose"] = json.loads((run / "scene" / "scene.json").read_text())["metrics"]["fit_frames"]
+    for fit, seen in seen_by.items():
+        if set(seen) & set(hidden):
+            raise RuntimeError(f"{fit} was fitted on hidden frames {sorted(set(seen) & set(hidden))}")
     return references
 
 
@@ -370,8 +370,8 @@ def evaluate_run(run: Path, config: PipelineConfig, model: LPIPSAlex) -> dict:
     """Every measurement of the module docstring on a finished run directory (``config``: the run's settings)."""
     frames, cameras, masks = Frames.load(run / "frames"), Cameras.load(run / "cameras"), ObjectMasks.load(run / "masks")
     scene = load_scene(run / "scene")
-    hidden = hidden_frames(frames.num_frames, config.fit.holdout_every)
-    fitted = [f for f in range(frames.num_frames) if f not in hidden]
+    hidden = hidden_frames(frames.num_frames, config.holdout_every)
+    fitted = fitted_frames(frames.num_frames, config.holdout_every)
     references = _check_holdout(run, masks, hidden)
     images = torch.from_numpy(frames.images).float() / 255.0
     union = torch.from_numpy(masks.union())

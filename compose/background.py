@@ -317,8 +317,8 @@ def _evaluate(gaussians: Gaussians, data: _Targets, observed_images: torch.Tenso
 
 
 def fit_background(frames: Frames, masks: ObjectMasks | None, depth: DepthMaps, cameras: Cameras,
-                   config: BackgroundConfig, progress: bool = True, inpainter: Inpainter | None = None
-                   ) -> BackgroundResult:
+                   config: BackgroundConfig, progress: bool = True, inpainter: Inpainter | None = None,
+                   fit_frames: list[int] | None = None) -> BackgroundResult:
     """Fit the static background Gaussians of a clip (see the module docstring).
 
     Args:
@@ -330,6 +330,8 @@ def fit_background(frames: Frames, masks: ObjectMasks | None, depth: DepthMaps, 
         progress: show a progress bar.
         inpainter: colour inpainting of the object regions instead of OpenCV (e.g.
             :func:`compose.inpaint_diffusion.build_inpainter`'s), or None.
+        fit_frames: the only frames filled, lifted and fitted to (all by default; the others stay unseen, for
+            evaluation); the metrics are over these frames.
 
     Returns:
         :class:`BackgroundResult` with Gaussians in world coordinates.
@@ -338,6 +340,11 @@ def fit_background(frames: Frames, masks: ObjectMasks | None, depth: DepthMaps, 
         InputError: inconsistent inputs, or no background pixel with known depth.
     """
     _check_inputs(frames, masks, depth, cameras, config)
+    if fit_frames is not None:
+        if not fit_frames:
+            raise InputError("background: no frame left to fit")
+        frames, depth, cameras = (x.take_frames(fit_frames) for x in (frames, depth, cameras))
+        masks = None if masks is None else masks.take_frames(fit_frames)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     shape = (frames.num_frames, frames.height, frames.width)

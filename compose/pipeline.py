@@ -51,6 +51,10 @@ class PipelineConfig:
     """Novel-view videos."""
     export: ExportConfig = field(default_factory=ExportConfig)
     """Standard files (PLY, transforms.json, COLMAP text)."""
+    holdout_every: int = 0
+    """Hide every n-th frame (frames n-1, 2n-1, ...) from every stage that fits to the frames: the object fits,
+    the background, the objects' placement and the composition's refinement (for evaluation; 0 hides none).
+    Masks, tracks, cameras and depth are still estimated on every frame."""
 
 
 @dataclass
@@ -109,12 +113,13 @@ STAGES: tuple[Stage, ...] = (
           lambda c, i: {"depth": to_dict(c.preprocess.depth),
                         "depth_anything": to_dict(c.preprocess.learned.depth_anything)}, stages.depth),
     Stage("fit", "fit", ("decode", "masks", "tracks", "cameras", "depth"),
-          lambda c, i: {"fit": to_dict(c.fit)}, stages.fit_objects),
+          lambda c, i: {"fit": to_dict(c.fit), "holdout_every": c.holdout_every}, stages.fit_objects),
     Stage("background", "fit", ("decode", "masks", "cameras", "depth"),
-          lambda c, i: {"background": to_dict(c.background), "inpainting": to_dict(c.background_inpainting)},
-          stages.background),
+          lambda c, i: {"background": to_dict(c.background), "inpainting": to_dict(c.background_inpainting),
+                        "holdout_every": c.holdout_every}, stages.background),
     Stage("compose", "compose", ("fit", "background"),
-          lambda c, i: {"compose": to_dict(c.compose), "edits": _path(i.edits)}, stages.compose_scene),
+          lambda c, i: {"compose": to_dict(c.compose), "edits": _path(i.edits), "holdout_every": c.holdout_every},
+          stages.compose_scene),
     Stage("views", "compose", ("compose",), lambda c, i: {"views": to_dict(c.views)}, stages.views),
     Stage("export", "compose", ("compose",), lambda c, i: {"export": to_dict(c.export)}, stages.export),
 )

@@ -287,7 +287,7 @@ def scale_about_cameras(obj: SceneObject, scale: float, viewmats: torch.Tensor, 
 
 
 def place_objects(scene: Scene, masks: ObjectMasks, depth: DepthMaps | None, cameras: Cameras,
-                  config: PlacementConfig) -> tuple[Scene, dict[int, PlacementFit]]:
+                  config: PlacementConfig, fit_frames: list[int] | None = None) -> tuple[Scene, dict[int, PlacementFit]]:
     """Fit and apply every object's scale; objects without a mask are left as they are.
 
     Args:
@@ -296,6 +296,7 @@ def place_objects(scene: Scene, masks: ObjectMasks, depth: DepthMaps | None, cam
         depth: the depth stage's maps (needed for the ``depth`` target).
         cameras: the clip's cameras.
         config: see :class:`PlacementConfig`.
+        fit_frames: the only frames whose pixels the fit reads (all by default).
 
     Returns:
         ``(placed scene, fits by object id)``; the input scene is not modified.
@@ -313,6 +314,8 @@ def place_objects(scene: Scene, masks: ObjectMasks, depth: DepthMaps | None, cam
         scene_depth, confidence = _background_depth(scene, viewmats, Ks, width, height, config.backend)
     else:
         raise InputError(f"placement: target must be 'depth' or 'contact', got {config.target!r}")
+    readable = torch.zeros(cameras.num_frames, dtype=torch.bool)
+    readable[slice(None) if fit_frames is None else fit_frames] = True
     fits, placed = {}, []
     for obj in scene.objects:
         if obj.object_id not in masks.object_ids:
@@ -320,7 +323,7 @@ def place_objects(scene: Scene, masks: ObjectMasks, depth: DepthMaps | None, cam
             continue
         object_depth, object_alpha = render_object_depth(scene, obj.object_id, viewmats, Ks, width, height,
                                                          config.backend)
-        mask = torch.from_numpy(masks.of(obj.object_id))
+        mask = torch.from_numpy(masks.of(obj.object_id)) & readable[:, None, None]
         fit = fit_placement(object_depth, object_alpha, mask, scene_depth, confidence, config)
         moved, fit.trajectory_residual = scale_about_cameras(obj, fit.scale, viewmats, scene.num_frames)
         fits[obj.object_id] = fit

@@ -142,7 +142,8 @@ def composition_metrics(scene: Scene, setup: InteractionSetup, images: torch.Ten
 
 
 def refine_scene(scene: Scene, images: torch.Tensor, object_masks: torch.Tensor, viewmats: torch.Tensor,
-                 Ks: torch.Tensor, config: RefineConfig, progress: bool = True) -> RefineResult:
+                 Ks: torch.Tensor, config: RefineConfig, progress: bool = True,
+                 fit_frames: list[int] | None = None) -> RefineResult:
     """Refine the visible objects' trajectories (see the module docstring); the input scene is not modified.
 
     Args:
@@ -152,6 +153,7 @@ def refine_scene(scene: Scene, images: torch.Tensor, object_masks: torch.Tensor,
         viewmats: (T, 4, 4) input cameras; Ks: (T, 3, 3).
         config: see :class:`RefineConfig`.
         progress: show a progress bar.
+        fit_frames: the only frames the refinement and its metrics use (all by default).
     """
     num_frames, height, width = images.shape[:3]
     if object_masks.shape != (num_frames, height, width):
@@ -168,8 +170,11 @@ def refine_scene(scene: Scene, images: torch.Tensor, object_masks: torch.Tensor,
     centres = torch.linalg.inv(viewmats)[:, :3, 3]
     setup = prepare_interactions(work, centres, config.interactions)
     weights = _dilate(object_masks, config.mask_dilation)[..., None]
-    metric_frames = sorted(set(torch.linspace(0, num_frames - 1, min(config.metric_frames, num_frames))
-                               .round().long().tolist()))
+    usable = torch.arange(num_frames) if fit_frames is None else torch.tensor(fit_frames, dtype=torch.long)
+    if usable.numel() == 0:
+        raise ValueError("refine: no frame left to fit")
+    spread = torch.linspace(0, usable.numel() - 1, min(config.metric_frames, usable.numel())).round().long()
+    metric_frames = sorted(set(usable[spread].tolist()))
     before = composition_metrics(work, setup, images, weights, viewmats, Ks, metric_frames, config)
 
     groups, start = [], {}
@@ -195,9 +200,9 @@ def refine_scene(scene: Scene, images: torch.Tensor, object_masks: torch.Tensor,
         # overshoot the narrow band where both the contact and the penetration losses are zero.
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / config.iterations)
         generator = torch.Generator().manual_seed(config.seed)
-        batch = min(config.frames_per_step, num_frames)
+        batch = min(config.frames_per_step, usable.numel())
         for step in tqdm(range(config.iterations), desc="refining composition", disable=not progress, leave=False):
-            frames = torch.randperm(num_frames, generator=generator)[:batch].tolist()
+            frames = usable[torch.randperm(usable.numel(), generator=generator)[:batch]].tolist()
             terms = interaction_losses(work, setup, frames, config.interactions)
             total = weighted_total(terms, config.interactions)
             if config.rgb > 0:

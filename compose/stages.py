@@ -22,6 +22,7 @@ from scene4d.contracts.frames import Frames
 from scene4d.contracts.depth import DepthMaps
 from scene4d.contracts.masks import ObjectMasks
 from scene4d.contracts.tracks import PointTracks
+from scene4d.holdout import fitted_frames
 from scene4d.ply import load_ply, save_ply
 from scene4d.render.render import resolve_backend
 from scene4d.rundir import RunDir, StageResult
@@ -130,7 +131,7 @@ def fit_objects(inputs, config, run_dir: RunDir) -> StageResult:
     outputs, per_object = [], {}
     for object_id, name in zip(found.object_ids, found.names):
         observations = ObjectObservations.gather(object_id, frames, found, depth, cams, point_tracks,
-                                                 config.fit.holdout_every)
+                                                 config.holdout_every)
         result = fit_object(observations, config.fit, guidance=guidance)
         info = {"object_id": object_id, "name": name, "num_frames": frames.num_frames,
                 "reference_frame": result.init.reference_frame, "extent": result.init.extent}
@@ -150,12 +151,15 @@ def background(inputs, config, run_dir: RunDir) -> StageResult:
 
     frames = Frames.load(run_dir.path("frames"))
     inpainter = build_inpainter(config.background_inpainting)
+    fit_frames = fitted_frames(frames.num_frames, config.holdout_every)
     result = fit_background(frames, load_masks(run_dir), DepthMaps.load(run_dir.path("depth")),
-                            Cameras.load(run_dir.path("cameras")), config.background, inpainter=inpainter)
+                            Cameras.load(run_dir.path("cameras")), config.background, inpainter=inpainter,
+                            fit_frames=fit_frames)
     with atomic_directory(run_dir.path("background")) as tmp:
         save_ply(tmp / "background.ply", result.gaussians)
         (tmp / "fit.json").write_text(json.dumps({"history": result.history, "stage_seconds": result.stage_seconds,
-                                                  "metrics": result.metrics}, indent=2, default=float) + "\n")
+                                                  "metrics": result.metrics, "fit_frames": fit_frames},
+                                                 indent=2, default=float) + "\n")
     backend = resolve_backend(config.background.backend, torch.device("cpu"))
     fill = ("Stable Diffusion inpainting" if inpainter is not None
             else f"OpenCV inpainting ({available(config.background_inpainting)[1]})")
@@ -185,9 +189,11 @@ def compose_scene(inputs, config, run_dir: RunDir) -> StageResult:
     cams = Cameras.load(run_dir.path("cameras"))
     found = load_masks(run_dir)
     scene = _load_fitted_scene(run_dir, frames.num_frames)
-    metrics = {}
+    fit_frames = fitted_frames(frames.num_frames, config.holdout_every)
+    metrics = {"fit_frames": fit_frames}
     if found is not None and scene.objects:
-        scene, fits = place_objects(scene, found, DepthMaps.load(run_dir.path("depth")), cams, config.compose.placement)
+        scene, fits = place_objects(scene, found, DepthMaps.load(run_dir.path("depth")), cams, config.compose.placement,
+                                    fit_frames)
         metrics["placement"] = {str(k): {"scale": f.scale, "reliable": f.reliable, "pixels": f.pixels,
                                          "inlier_fraction": f.inlier_fraction,
                                          "trajectory_residual": f.trajectory_residual} for k, f in fits.items()}
@@ -197,7 +203,7 @@ def compose_scene(inputs, config, run_dir: RunDir) -> StageResult:
         if config.compose.refine.iterations > 0:
             refined = refine_scene(scene, torch.from_numpy(frames.images).float() / 255.0,
                                    torch.from_numpy(found.union()), torch.from_numpy(cams.viewmats).float(),
-                                   torch.from_numpy(cams.Ks).float(), config.compose.refine)
+                                   torch.from_numpy(cams.Ks).float(), config.compose.refine, fit_frames=fit_frames)
             scene = refined.scene
             metrics["interactions_before"], metrics["interactions_after"] = refined.before, refined.after
     save_scene(scene, run_dir.path("scene"), metrics)

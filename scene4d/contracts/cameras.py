@@ -9,7 +9,7 @@ On disk (``<run>/cameras/``)::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,10 @@ class Cameras:
     @property
     def num_frames(self) -> int:
         return self.Ks.shape[0]
+
+    def take_frames(self, frames: list[int]) -> "Cameras":
+        """The cameras of ``frames`` only."""
+        return replace(self, Ks=self.Ks[frames], viewmats=self.viewmats[frames])
 
     @property
     def camtoworlds(self) -> np.ndarray:

@@ -10,7 +10,7 @@ On disk (``<run>/depth/``)::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,10 @@ class DepthMaps:
     @property
     def num_frames(self) -> int:
         return self.depth.shape[0]
+
+    def take_frames(self, frames: list[int]) -> "DepthMaps":
+        """The depth of ``frames`` only."""
+        return replace(self, depth=self.depth[frames], confidence=self.confidence[frames])
 
     def validate(self, num_frames: int | None = None, size: tuple[int, int] | None = None) -> None:
         """Raise :class:`InputError` naming the first problem; optionally check against the video."""

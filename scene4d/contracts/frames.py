@@ -10,7 +10,7 @@ On disk (``<run>/frames/``)::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -58,6 +58,11 @@ class Frames:
     @property
     def width(self) -> int:
         return self.images.shape[2]
+
+    def take_frames(self, frames: list[int]) -> "Frames":
+        """The clip reduced to ``frames`` (increasing indices)."""
+        return replace(self, images=self.images[frames], timestamps=self.timestamps[frames],
+                                   frame_indices=self.frame_indices[frames])
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the first inconsistency."""

@@ -10,7 +10,7 @@ On disk (``<run>/masks/``)::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -50,6 +50,10 @@ class ObjectMasks:
     @property
     def num_frames(self) -> int:
         return self.masks.shape[1]
+
+    def take_frames(self, frames: list[int]) -> "ObjectMasks":
+        """The masks of ``frames`` only."""
+        return replace(self, masks=self.masks[:, frames])
 
     def of(self, object_id: int) -> np.ndarray:
         """(T, H, W) bool masks of one object."""

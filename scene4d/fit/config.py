@@ -67,8 +67,6 @@ class FitConfig:
     """Fit through windows around the object (its largest extent plus this fraction on each side, at least
     8 pixels) rather than whole frames: fewer pixels to render, and the colour and mask losses weigh a small
     object as much as a large one against the motion priors. Negative: fit whole frames."""
-    holdout_every: int = 0
-    """Hide every n-th frame from fitting (for evaluation; 0 uses every frame)."""
     seed: int = 0
     """Random seed (initial sampling, backgrounds, frame batches)."""
     backend: str = "auto"

@@ -13,6 +13,7 @@ from scene4d.contracts.frames import Frames
 from scene4d.contracts.masks import ObjectMasks
 from scene4d.contracts.tracks import PointTracks
 from scene4d.errors import InputError
+from scene4d.holdout import fitted_frames
 
 
 @dataclass
@@ -52,7 +53,10 @@ class ObjectObservations:
     @classmethod
     def gather(cls, object_id: int, frames: Frames, masks: ObjectMasks, depth: DepthMaps, cameras: Cameras,
                tracks: PointTracks | None, holdout_every: int = 0) -> "ObjectObservations":
-        """Collect one object's observations from the stage artefacts, checking they agree."""
+        """Collect one object's observations from the stage artefacts, checking they agree.
+
+        ``holdout_every``: frames :func:`scene4d.holdout.hidden_frames` names are kept out of the training frames.
+        """
         size = (frames.width, frames.height)
         masks.validate(frames.num_frames, size)
         depth.validate(frames.num_frames, size)
@@ -64,8 +68,7 @@ class ObjectObservations:
         for other_id in masks.object_ids:
             if other_id != object_id:
                 others |= masks.of(other_id)
-        frames_all = np.arange(frames.num_frames)
-        train = frames_all if holdout_every <= 0 else frames_all[frames_all % holdout_every != holdout_every - 1]
+        train = np.asarray(fitted_frames(frames.num_frames, holdout_every), dtype=np.int64)
         train = train[own[train].reshape(len(train), -1).any(axis=1)]
         if len(train) == 0:
             raise InputError(f"fit: object {object_id} is not visible in any training frame")

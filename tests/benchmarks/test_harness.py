@@ -256,3 +256,22 @@ def test_tracks_follow_the_gaussians_on_the_front_surface():
     assert errors["track_epe3d"] == pytest.approx(0.0, abs=1e-6)
     assert errors["track_epe2d_px"] > 1.0
     assert math.isfinite(errors["track_epe2d_px"])
+
+
+def test_readme_block_is_replaced_and_the_rest_kept():
+    report = _report()
+    readme = f"# Tool\n\n## Results\nhand-written\n{harness.README_BEGIN}\nold tables\n{harness.README_END}\ntail\n"
+    spliced = harness.splice_readme(readme, report)
+    assert spliced.startswith("# Tool\n\n## Results\nhand-written\n" + harness.README_BEGIN + "\n### Benchmarks\n")
+    assert spliced.endswith(harness.README_END + "\ntail\n") and "old tables" not in spliced
+    assert "#### Per-object fit" in spliced and _tables(spliced) == _tables(harness.write_markdown(report))
+    assert harness.splice_readme(spliced, report) == spliced
+    with pytest.raises(ValueError, match="no .* block"):
+        harness.splice_readme("# Tool\n", report)
+
+
+def test_readme_without_the_block_is_refused_before_running(tmp_path, capsys):
+    (tmp_path / "README.md").write_text("# Tool\n")
+    with pytest.raises(SystemExit):
+        parse_args(["--readme", str(tmp_path / "README.md")])
+    assert "has no generated-benchmarks block" in capsys.readouterr().err

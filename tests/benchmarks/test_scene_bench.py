@@ -83,10 +83,6 @@ def object_masks(scene, cams):
     return alone, ObjectMasks(torch.stack([alone[1] & ~alone[2], alone[2]]).numpy(), [1, 2])
 
 
-def test_hidden_frames_are_every_fourth():
-    assert scene_bench.hidden_frames(10, 4) == [3, 7]
-    assert scene_bench.hidden_frames(12, 4) == [3, 7, 11]
-    assert scene_bench.hidden_frames(5, 0) == []
 
 
 def test_a_scene_scored_against_its_own_render_is_perfect_and_errors_outside_the_mask_stay_outside(model):
@@ -242,11 +238,11 @@ def tiny_run(tmp_path_factory, model):
 
 def test_the_object_fit_never_sees_the_frames_the_section_calls_hidden(tiny_run):
     run, config, row = tiny_run
-    assert config.fit.holdout_every == 4 and row["frames"] == f"{T - len(HIDDEN)}+{len(HIDDEN)}"
+    assert config.holdout_every == 4 and row["frames"] == f"{T - len(HIDDEN)}+{len(HIDDEN)}"
     masks = ObjectMasks.load(run / "masks")
     observations = ObjectObservations.gather(1, Frames.load(run / "frames"), masks, DepthMaps.load(run / "depth"),
                                              Cameras.load(run / "cameras"), PointTracks.load(run / "tracks"),
-                                             config.fit.holdout_every)
+                                             config.holdout_every)
     visible = [f for f in range(T) if masks.of(1)[f].any()]
     assert sorted(observations.train_frames.tolist()) == [f for f in visible if f not in HIDDEN]
     assert len(row["object_iou_hidden"]) == 1 and 0.0 <= row["object_iou_hidden"][0] <= 1.0
@@ -281,5 +277,12 @@ def test_the_row_carries_the_manifest_stages_and_a_leaked_frame_is_refused(tiny_
     for frame in fit["metrics"]["per_frame"]:
         frame["seen"] = frame["seen"] or frame["frame"] == HIDDEN[0]
     fit_json.write_text(json.dumps(fit))
-    with pytest.raises(RuntimeError, match="hidden frames"):
+    with pytest.raises(RuntimeError, match="object 1 was fitted on hidden frames"):
+        scene_bench.evaluate_run(leaked, config, model)
+    shutil.copy(run / "objects" / "1" / "fit.json", fit_json)
+    background_json = leaked / "background" / "fit.json"
+    background = json.loads(background_json.read_text())
+    assert HIDDEN[0] not in background["fit_frames"] and len(background["fit_frames"]) == T - len(HIDDEN)
+    background_json.write_text(json.dumps({**background, "fit_frames": list(range(T))}))
+    with pytest.raises(RuntimeError, match="background was fitted on hidden frames"):
         scene_bench.evaluate_run(leaked, config, model)

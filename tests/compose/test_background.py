@@ -285,3 +285,23 @@ def test_bad_inputs_are_named():
     with pytest.raises(InputError, match="method"):
         fill_background(frames.images, masks.masks[0], depth.depth, depth.confidence, False,
                         InpaintConfig(method="magic"))
+
+
+def test_frames_outside_fit_frames_do_not_change_the_fit():
+    occluders = [(6, 22), (18, 34), (30, 46), (42, 58)]
+    frames, masks, depth, cameras, _ = synthetic_clip([-0.15, -0.05, 0.05, 0.15], occluders)
+    config = small_config(iterations=10)
+    result = fit_background(frames, masks, depth, cameras, config, progress=False, fit_frames=[0, 1, 3])
+    scrambled = frames.images.copy()
+    scrambled[2] = np.random.default_rng(0).integers(0, 256, scrambled[2].shape, dtype=np.uint8)
+    depth_scrambled = DepthMaps(depth.depth * np.array([1, 1, 3, 1])[:, None, None], depth.confidence, metric=True)
+    again = fit_background(Frames(scrambled, frames.timestamps), masks, depth_scrambled, cameras, config,
+                           progress=False, fit_frames=[0, 1, 3])
+    for name, value in result.gaussians.params.items():
+        assert torch.equal(value, again.gaussians.params[name]), name
+    # The frame left out does change a fit that reads it.
+    read = fit_background(Frames(scrambled, frames.timestamps), masks, depth_scrambled, cameras, config,
+                          progress=False)
+    assert not torch.equal(read.gaussians.params["means"][:10], result.gaussians.params["means"][:10])
+    with pytest.raises(InputError, match="no frame left"):
+        fit_background(frames, masks, depth, cameras, config, progress=False, fit_frames=[])

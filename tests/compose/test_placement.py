@@ -227,3 +227,20 @@ def test_occlusion_order_accuracy_detects_a_wrong_depth_order():
     expected = float(((labels == 1) & (swapped_labels == 1)).sum() / (labels == 1).sum())
     assert bad["coverage"][1] == pytest.approx(expected) and expected < 0.95
     assert bad["coverage"][2] == 1.0
+
+
+def test_place_objects_reads_only_the_fit_frames():
+    viewmats, Ks = cameras([[0.0, 0.0, 0.0]] * T)
+    truth = Scene(None, [SceneObject(1, "a", make_object([0.2, 0.0, 5.0]))], T)
+    true_depth, true_alpha = render_object_depth(truth, 1, viewmats, Ks, W, H, backend="torch")
+    misleading = true_depth.clone()
+    misleading[1:] *= 4.0  # every frame but the first claims the object is four times as far
+    depth = DepthMaps(misleading.numpy(), (true_alpha > 0.5).float().numpy())
+    masks = ObjectMasks((true_alpha > 0.5).numpy()[None], [1])
+    cams = Cameras(Ks.double().numpy(), viewmats.double().numpy(), W, H)
+    scene = Scene(None, [SceneObject(1, "a", make_object([0.1, 0.0, 2.5], log_scale=math.log(0.5)))], T)
+    config = PlacementConfig(backend="torch", min_pixels=8)
+    _, fits = place_objects(scene, masks, depth, cams, config, fit_frames=[0])
+    assert abs(fits[1].scale - 2.0) < 0.02
+    _, misled = place_objects(scene, masks, depth, cams, config)
+    assert abs(misled[1].scale - 8.0) < 0.1

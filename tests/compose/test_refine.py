@@ -88,3 +88,22 @@ def test_refine_checks_shapes():
     with pytest.raises(ValueError, match="object_masks"):
         refine_scene(scene, torch.zeros(T, H, W, 3), torch.zeros(T, H, W + 1, dtype=torch.bool),
                      torch.eye(4).expand(T, 4, 4), K.expand(T, 3, 3), RefineConfig(), progress=False)
+
+
+def test_refinement_reads_only_the_fit_frames():
+    scene = Scene(None, [SceneObject(1, "a", make_object([0.0, 0.0, 3.0], (0.9, 0.2, 0.1), 0))], T)
+    viewmats, Ks = torch.eye(4).expand(T, 4, 4).clone(), K.expand(T, 3, 3).clone()
+    with torch.no_grad():
+        images = torch.cat([scene.render(t / (T - 1), viewmats[:1], Ks[:1], W, H, backgrounds=torch.zeros(1, 3),
+                                         backend="torch")[0].colors for t in range(T)])
+    masks = torch.ones(T, H, W, dtype=torch.bool)
+    config = RefineConfig(iterations=6, lr_translation=0.03, prior=0.1, backend="torch", metric_frames=3)
+    scrambled = images.clone()
+    scrambled[1] = torch.rand(H, W, 3, generator=torch.Generator().manual_seed(0))
+    kept = refine_scene(scene, images, masks, viewmats, Ks, config, progress=False, fit_frames=[0, 2])
+    blind = refine_scene(scene, scrambled, masks, viewmats, Ks, config, progress=False, fit_frames=[0, 2])
+    moved = refine_scene(scene, scrambled, masks, viewmats, Ks, config, progress=False)
+    knots = lambda result: result.scene.objects[0].model.trajectory.translation_knots  # noqa: E731
+    assert torch.equal(knots(kept), knots(blind))
+    assert kept.after["rgb_l1"] < 1e-6 and moved.after["rgb_l1"] > 0.01
+    assert not torch.equal(knots(kept), knots(moved))

@@ -143,3 +143,18 @@ def test_failed_save_leaves_previous_output_intact(tmp_path, monkeypatch):
         _frames(t=5).save(tmp_path / "frames")
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == before
     assert [p.name for p in tmp_path.iterdir()] == ["frames"]  # no temporary folder left behind
+
+
+def test_take_frames_keeps_those_frames_of_every_artefact():
+    frames, cameras, masks = _frames(t=4), _cameras(t=4), _masks(t=4)
+    depth = DepthMaps(np.arange(4 * 8 * 10, dtype=np.float32).reshape(4, 8, 10) + 1, np.ones((4, 8, 10)))
+    keep = [0, 2, 3]
+    taken = frames.take_frames(keep)
+    assert np.array_equal(taken.images, frames.images[keep]) and np.array_equal(taken.frame_indices, [0, 2, 3])
+    assert np.array_equal(taken.timestamps, frames.timestamps[keep])
+    assert np.array_equal(cameras.take_frames(keep).viewmats, cameras.viewmats[keep])
+    assert np.array_equal(cameras.take_frames(keep).Ks, cameras.Ks[keep])
+    assert np.array_equal(masks.take_frames(keep).masks, masks.masks[:, keep])
+    assert masks.take_frames(keep).object_ids == masks.object_ids
+    assert np.array_equal(depth.take_frames(keep).depth, depth.depth[keep])
+    assert frames.num_frames == 4  # the originals are unchanged

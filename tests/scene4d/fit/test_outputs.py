@@ -194,7 +194,7 @@ def test_write_outputs_of_the_exact_model(exact, tmp_path):
     assert on_disk["metrics"]["train"]["psnr"] == PSNR_CAP_DB
     assert on_disk["metrics"]["hidden"] == {"frames": [3], "psnr": PSNR_CAP_DB, "ssim": pytest.approx(1.0, abs=1e-5),
                                             "iou": 1.0}
-    assert on_disk["config"]["holdout_every"] == 0 and on_disk["stage_seconds"] == {"static": 1.0, "motion": 2.0}
+    assert on_disk["config"]["seed"] == 0 and on_disk["stage_seconds"] == {"static": 1.0, "motion": 2.0}
     assert on_disk["info"] == {"num_frames": FRAMES, "reference_frame": 0, "extent": 0.6, "object_id": 1,
                                "name": "blob"}
 
