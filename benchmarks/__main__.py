@@ -61,8 +61,9 @@ def parse_args(argv: list[str], prog: str = "python -m benchmarks") -> argparse.
     parser.add_argument("--readme", type=Path, default=None,
                         help="also write the tables into this README's generated block (after the last section)")
     args = parser.parse_args(argv)
-    if args.readme is not None and harness.README_BEGIN not in _read(args.readme, parser):
-        parser.error(f"{args.readme} has no generated-benchmarks block (a line {harness.README_BEGIN!r})")
+    opening = harness.readme_markers("quick" if args.quick else "full")[0]
+    if args.readme is not None and opening not in _read(args.readme, parser):
+        parser.error(f"{args.readme} has no block for this preset's tables (a line {opening!r})")
     missing = [clip for clip in args.clips or [] if not (DATA / clip / "frames").is_dir()]
     if missing:
         parser.error(f"unknown clip {missing[0]!r}: no {DATA / missing[0] / 'frames'}")

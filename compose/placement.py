@@ -287,7 +287,8 @@ def scale_about_cameras(obj: SceneObject, scale: float, viewmats: torch.Tensor, 
 
 
 def place_objects(scene: Scene, masks: ObjectMasks, depth: DepthMaps | None, cameras: Cameras,
-                  config: PlacementConfig, fit_frames: list[int] | None = None) -> tuple[Scene, dict[int, PlacementFit]]:
+                  config: PlacementConfig, fit_frames: list[int] | None = None
+                  ) -> tuple[Scene, dict[int, PlacementFit]]:
     """Fit and apply every object's scale; objects without a mask are left as they are.
 
     Args:

@@ -41,7 +41,14 @@ _SIMD_FLAGS = {
 
 def build_kernel(verbose: bool = False) -> ModuleType:
     """Compile (or load the cached build of) the extension; raises on compiler failure."""
-    from torch.utils import cpp_extension
+    # Importing cpp_extension warns "No CUDA runtime is found" on every CPU-only machine; this build needs none.
+    import_logger = logging.getLogger("torch.utils.cpp_extension")
+    level = import_logger.level
+    import_logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        import_logger.setLevel(level)
 
     capability = torch.backends.cpu.get_cpu_capability()
     simd = _SIMD_FLAGS.get(capability, [])

@@ -258,12 +258,15 @@ def test_tracks_follow_the_gaussians_on_the_front_surface():
     assert math.isfinite(errors["track_epe2d_px"])
 
 
-def test_readme_block_is_replaced_and_the_rest_kept():
+def test_readme_block_of_the_preset_is_replaced_and_the_rest_kept():
     report = _report()
-    readme = f"# Tool\n\n## Results\nhand-written\n{harness.README_BEGIN}\nold tables\n{harness.README_END}\ntail\n"
+    (quick_open, quick_close), (full_open, full_close) = harness.readme_markers("quick"), harness.readme_markers("full")
+    readme = (f"# Tool\n\n## Results\nhand-written\n{quick_open}\nold tables\n{quick_close}\n"
+              f"{full_open}\nfull tables\n{full_close}\ntail\n")
     spliced = harness.splice_readme(readme, report)
-    assert spliced.startswith("# Tool\n\n## Results\nhand-written\n" + harness.README_BEGIN + "\n### Benchmarks\n")
-    assert spliced.endswith(harness.README_END + "\ntail\n") and "old tables" not in spliced
+    assert spliced.startswith("# Tool\n\n## Results\nhand-written\n" + quick_open + "\n### Benchmarks\n")
+    assert spliced.endswith(f"{quick_close}\n{full_open}\nfull tables\n{full_close}\ntail\n")
+    assert "old tables" not in spliced
     assert "#### Per-object fit" in spliced and _tables(spliced) == _tables(harness.write_markdown(report))
     assert harness.splice_readme(spliced, report) == spliced
     with pytest.raises(ValueError, match="no .* block"):
@@ -271,7 +274,7 @@ def test_readme_block_is_replaced_and_the_rest_kept():
 
 
 def test_readme_without_the_block_is_refused_before_running(tmp_path, capsys):
-    (tmp_path / "README.md").write_text("# Tool\n")
+    (tmp_path / "README.md").write_text(f"# Tool\n{harness.readme_markers('full')[0]}\n")
     with pytest.raises(SystemExit):
-        parse_args(["--readme", str(tmp_path / "README.md")])
-    assert "has no generated-benchmarks block" in capsys.readouterr().err
+        parse_args(["--quick", "--readme", str(tmp_path / "README.md")])
+    assert "has no block for this preset's tables" in capsys.readouterr().err
