@@ -12,9 +12,13 @@ import torch
 from torch import nn
 
 from scene4d.gaussians import Gaussians
+from scene4d.motion.hexplane import HexPlaneDeformation
 from scene4d.motion.skinning import ControlPointDeformation
 from scene4d.motion.trajectory import RigidTrajectory
 from scene4d.render.render import RenderOutput, render
+
+Deformation = ControlPointDeformation | HexPlaneDeformation
+"""A non-rigid deformation: ``deformation(points (N, 3), quats (N, 4), times (B,)) -> ((B, N, 3), (B, N, 4))``."""
 
 
 @dataclass
@@ -39,11 +43,11 @@ class DynamicObject(nn.Module):
 
     Args:
         gaussians: canonical Gaussians in the object's frame.
-        deformation: non-rigid motion in the canonical frame.
+        deformation: non-rigid motion in the canonical frame (control points or a hexplane field).
         trajectory: object-to-world motion.
     """
 
-    def __init__(self, gaussians: Gaussians, deformation: ControlPointDeformation, trajectory: RigidTrajectory):
+    def __init__(self, gaussians: Gaussians, deformation: Deformation, trajectory: RigidTrajectory):
         super().__init__()
         self.gaussians = gaussians
         self.deformation = deformation

@@ -6,6 +6,8 @@ sum of weights (times channels), so a loss does not change with how much of the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from kornia.metrics import ssim as ssim_map
 
@@ -137,3 +139,23 @@ def temporal_smoothness(values: torch.Tensor) -> torch.Tensor:
     if values.shape[0] < 3:
         return values.new_zeros(())
     return (values[2:] - 2.0 * values[1:-1] + values[:-2]).square().mean()
+
+
+def plane_total_variation(space_planes: Sequence[torch.Tensor], time_planes: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Squared total variation of feature planes along their spatial axes (K-Planes' spatial smoothness).
+
+    The mean squared difference between neighbouring samples, taken along each spatial axis of each plane, then
+    averaged over those (plane, axis) pairs.
+
+    Args:
+        space_planes: (C, H, W) planes over two spatial axes (both axes count).
+        time_planes: (C, T, W) planes over time (rows) and a spatial axis (columns; only it counts).
+    """
+    terms = [torch.diff(p, dim=dim).square().mean() for p in space_planes for dim in (-2, -1)]
+    terms += [torch.diff(p, dim=-1).square().mean() for p in time_planes]
+    return torch.stack(terms).mean()
+
+
+def plane_time_smoothness(time_planes: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean over planes of :func:`temporal_smoothness` along the time axis (rows) of (C, T, W) time planes."""
+    return torch.stack([temporal_smoothness(p.movedim(-2, 0)) for p in time_planes]).mean()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from scene4d.errors import InputError
 from scene4d.guidance.config import GuidanceConfig
+
+DEFORMATIONS = ("control_points", "hexplane")
 
 
 @dataclass
@@ -22,9 +25,14 @@ class LossWeights:
     tracks: float = 0.01
     """Huber reprojection error of anchored points against the 2D tracks (pixels)."""
     arap: float = 1.0
-    """Local rigidity of the control points (relative to the object's size squared)."""
+    """Local rigidity of the control points (relative to the object's size squared; control-point deformation)."""
     smoothness: float = 10.0
-    """Acceleration of the object trajectory and control points over time (relative to size squared)."""
+    """Acceleration over time of the object trajectory and, with the control-point deformation, of the control
+    points (relative to the object's size squared)."""
+    plane_tv: float = 1e-3
+    """Total variation of the hexplane's feature planes along their spatial axes (hexplane deformation)."""
+    plane_time: float = 1e-2
+    """Second difference of the hexplane's time planes along time (hexplane deformation)."""
     anisotropy: float = 0.01
     """Penalty on needle-like Gaussians."""
 
@@ -49,12 +57,25 @@ class FitConfig:
     """Initial opacity of every Gaussian."""
     sh_degree: int = 0
     """Spherical-harmonics degree of the colours (0: view-independent)."""
+    deformation: str = "control_points"
+    """Non-rigid deformation in the canonical frame: control_points (sparse control points blended by skinning,
+    SC-GS) or hexplane (feature planes over space and time decoded by a small MLP, as 4DGS / DreamScene4D)."""
     control_points: int = 64
     """Control points of the skinning deformation."""
     skinning_neighbours: int = 4
     """Control points blended per Gaussian."""
     knots_per_frame: float = 0.5
     """Spline control values per video frame for deformation and trajectory (smoothness in time)."""
+    hexplane_resolutions: list[int] = field(default_factory=lambda: [16, 32])
+    """Hexplane samples along each spatial axis of the object's box, one entry per resolution level."""
+    hexplane_times_per_frame: float = 0.5
+    """Hexplane samples along time per video frame (at least 2; fewer is smoother in time)."""
+    hexplane_channels: int = 16
+    """Features per hexplane plane."""
+    hexplane_width: int = 64
+    """Hidden width of the MLP decoding hexplane features into an offset and a rotation."""
+    lr_hexplane: float = 1e-2
+    """Learning rate of the hexplane's planes and decoder (its offsets are relative to the object's size)."""
     max_gaussians: int = 20000
     """Densification stops adding Gaussians beyond this count."""
     densify: bool = True
@@ -75,3 +96,15 @@ class FitConfig:
     """Loss weights."""
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     """Score distillation on novel views (off unless a diffusion model's weights are given)."""
+
+    def __post_init__(self) -> None:
+        # Checked here rather than when the fit stage starts: a typo fails at load time, before preprocessing.
+        if self.deformation not in DEFORMATIONS:
+            raise InputError(f"fit.deformation must be one of {', '.join(DEFORMATIONS)}, got {self.deformation!r}")
+        if self.deformation == "hexplane":
+            if not self.hexplane_resolutions or min(self.hexplane_resolutions) < 2:
+                raise InputError(f"fit.hexplane_resolutions must be a non-empty list of values >= 2, "
+                                 f"got {list(self.hexplane_resolutions)}")
+            for name in ("hexplane_times_per_frame", "hexplane_channels", "hexplane_width", "lr_hexplane"):
+                if getattr(self, name) <= 0:
+                    raise InputError(f"fit.{name} must be positive, got {getattr(self, name)}")

@@ -18,12 +18,13 @@ from tqdm import tqdm
 from scene4d import losses
 from scene4d.conventions import normalized_time, project_points
 from scene4d.densify import Densifier, make_optimizers
-from scene4d.dynamic_object import DynamicObject
+from scene4d.dynamic_object import Deformation, DynamicObject
 from scene4d.fit.config import FitConfig
 from scene4d.fit.init import Initialisation, initialise
 from scene4d.fit.novel_view_guidance import NovelViewGuidance
 from scene4d.fit.observations import ObjectObservations, object_windows
 from scene4d.guidance.guidance import Guidance
+from scene4d.motion.hexplane import HexPlaneDeformation
 
 GAUSSIAN_LRS = {"scales": 5e-3, "quats": 1e-3, "opacities": 5e-2, "sh0": 2.5e-3, "shN": 2.5e-3 / 20}
 JOINT_LR_FACTOR = 0.3
@@ -49,13 +50,22 @@ class FitResult:
 
 def _motion_optimizer(model: DynamicObject, config: FitConfig, extent: float, factor: float = 1.0) -> torch.optim.Adam:
     lr = config.lr_motion * factor
-    d, t = model.deformation, model.trajectory
+    t = model.trajectory
     return torch.optim.Adam([
-        {"params": [d.rotation_knots, t.rotation_knots, t.log_scale_knots], "lr": lr},
-        {"params": [d.translation_knots, t.translation_knots], "lr": lr * extent},
-        {"params": [d.control_points], "lr": 0.1 * lr * extent},
-        {"params": [d.log_radii], "lr": lr},
+        {"params": [t.rotation_knots, t.log_scale_knots], "lr": lr},
+        {"params": [t.translation_knots], "lr": lr * extent},
+        *_deformation_groups(model.deformation, config, extent, factor),
     ])
+
+
+def _deformation_groups(deformation: Deformation, config: FitConfig, extent: float, factor: float) -> list[dict]:
+    """Optimiser parameter groups of the deformation, by its kind."""
+    if isinstance(deformation, HexPlaneDeformation):
+        return [{"params": list(deformation.parameters()), "lr": config.lr_hexplane * factor}]
+    lr = config.lr_motion * factor
+    return [{"params": [deformation.rotation_knots, deformation.log_radii], "lr": lr},
+            {"params": [deformation.translation_knots], "lr": lr * extent},
+            {"params": [deformation.control_points], "lr": 0.1 * lr * extent}]
 
 
 def _batch_losses(model: DynamicObject, obs: ObjectObservations, init: Initialisation, frames: torch.Tensor,
@@ -79,19 +89,28 @@ def _batch_losses(model: DynamicObject, obs: ObjectObservations, init: Initialis
         "anisotropy": losses.scale_anisotropy(model.gaussians.get_scales()),
     }
     if motion_terms:
-        scale2 = init.extent**2
-        deformation = model.deformation
-        rotations, _, _ = deformation.transforms(times)
-        neighbours = losses.knn_indices(deformation.control_points, 6)
-        terms["arap"] = losses.arap(deformation.control_points, deformation.deformed_control_points(times),
-                                    rotations, neighbours) / scale2
-        all_times = normalized_time(torch.arange(obs.num_frames), obs.num_frames)
-        sampled = torch.cat([model.trajectory.transform(all_times)[2][:, None, :],
-                             deformation.deformed_control_points(all_times)], dim=1)
-        terms["smoothness"] = losses.temporal_smoothness(sampled) / scale2
+        terms.update(_motion_priors(model, times, normalized_time(torch.arange(obs.num_frames), obs.num_frames),
+                                    init.extent))
         if init.track_rows.numel():
             terms["tracks"] = _track_loss(model, obs, init, frames, times)
     return terms, outputs
+
+
+def _motion_priors(model: DynamicObject, times: torch.Tensor, all_times: torch.Tensor, extent: float) -> dict:
+    """Named rigidity and smoothness priors on the motion at the batch's ``times`` and every frame's ``all_times``."""
+    scale2 = extent**2
+    deformation = model.deformation
+    trajectory = model.trajectory.transform(all_times)[2][:, None, :]
+    if isinstance(deformation, HexPlaneDeformation):
+        return {"smoothness": losses.temporal_smoothness(trajectory) / scale2,
+                "plane_tv": losses.plane_total_variation(deformation.space_planes, deformation.time_planes),
+                "plane_time": losses.plane_time_smoothness(deformation.time_planes)}
+    rotations, _, _ = deformation.transforms(times)
+    neighbours = losses.knn_indices(deformation.control_points, 6)
+    sampled = torch.cat([trajectory, deformation.deformed_control_points(all_times)], dim=1)
+    return {"arap": losses.arap(deformation.control_points, deformation.deformed_control_points(times), rotations,
+                                neighbours) / scale2,
+            "smoothness": losses.temporal_smoothness(sampled) / scale2}
 
 
 def _track_loss(model, obs, init, frames, times) -> torch.Tensor:

@@ -7,13 +7,17 @@ from dataclasses import dataclass
 import torch
 
 from scene4d.conventions import backproject_depth, normalized_time
-from scene4d.dynamic_object import DynamicObject
+from scene4d.dynamic_object import Deformation, DynamicObject
 from scene4d.fit.config import FitConfig
 from scene4d.fit.observations import ObjectObservations
 from scene4d.gaussians import Gaussians
+from scene4d.motion.hexplane import HexPlaneDeformation
 from scene4d.motion.skinning import ControlPointDeformation
 from scene4d.motion.spline import num_knots_for
 from scene4d.motion.trajectory import RigidTrajectory
+
+HEXPLANE_BOX_MARGIN = 0.1
+"""Padding of the hexplane's box on each side, as a fraction of the object's extent."""
 
 
 @dataclass
@@ -114,19 +118,32 @@ def initialise(observations: ObjectObservations, config: FitConfig) -> Initialis
     canonical = points - center
     gaussians = Gaussians.from_points(canonical, colors, sh_degree=config.sh_degree, opacity=config.init_opacity)
 
-    num_knots = num_knots_for(observations.num_frames, config.knots_per_frame)
-    control_points = canonical[farthest_point_sampling(canonical, config.control_points)]
-    spacing = extent / max(config.control_points, 1) ** (1.0 / 3.0)
-    deformation = ControlPointDeformation(control_points, num_knots, radius=spacing, neighbours=config.skinning_neighbours)
+    deformation = build_deformation(config, canonical, extent, observations.num_frames)
 
     frames, centroids = object_centroids(observations)
     # Shift the lifted centroids so that the reference frame lands exactly on the canonical centre.
     ref_centroid = centroids[(frames == ref).nonzero()[0, 0]]
     times = normalized_time(frames, observations.num_frames)
+    num_knots = num_knots_for(observations.num_frames, config.knots_per_frame)
     trajectory = RigidTrajectory.from_positions(times, centroids - ref_centroid + center, num_knots)
 
     anchors, rows = _anchor_tracks(observations, ref, center)
     return Initialisation(DynamicObject(gaussians, deformation, trajectory), ref, extent, anchors, rows)
+
+
+def build_deformation(config: FitConfig, canonical: torch.Tensor, extent: float, num_frames: int) -> Deformation:
+    """The identity deformation of ``config.deformation``'s kind around the canonical points (P, 3)."""
+    if config.deformation == "hexplane":
+        # The box is padded so that Gaussians that grow or move a little in the joint stage stay inside it.
+        margin = HEXPLANE_BOX_MARGIN * extent
+        bounds = torch.stack([canonical.min(0).values - margin, canonical.max(0).values + margin])
+        time_resolution = num_knots_for(num_frames, config.hexplane_times_per_frame, minimum=2)
+        return HexPlaneDeformation(bounds, config.hexplane_resolutions, time_resolution, config.hexplane_channels,
+                                   config.hexplane_width, seed=config.seed)
+    control_points = canonical[farthest_point_sampling(canonical, config.control_points)]
+    spacing = extent / max(config.control_points, 1) ** (1.0 / 3.0)
+    return ControlPointDeformation(control_points, num_knots_for(num_frames, config.knots_per_frame), radius=spacing,
+                                   neighbours=config.skinning_neighbours)
 
 
 def _anchor_tracks(observations: ObjectObservations, ref: int, center: torch.Tensor

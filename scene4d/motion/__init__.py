@@ -1,1 +1,2 @@
-"""Motion models: smooth time bases, control-point skinning (non-rigid), rigid object trajectories."""
+"""Motion models: smooth time bases, non-rigid deformations (control-point skinning, hexplane fields), rigid
+object trajectories."""

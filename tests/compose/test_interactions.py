@@ -9,6 +9,7 @@ from compose.interactions import (InteractionConfig, fibonacci_directions, inter
 from compose.scene import Scene, SceneObject
 from scene4d.dynamic_object import DynamicObject
 from scene4d.gaussians import Gaussians
+from scene4d.motion.hexplane import HexPlaneDeformation
 from scene4d.motion.skinning import ControlPointDeformation
 from scene4d.motion.trajectory import RigidTrajectory
 
@@ -68,11 +69,18 @@ def losses_and_grads(scene, config=None):
     return setup, terms, [torch.zeros(4, 3) if g is None else g for g in grads]
 
 
-def test_object_points_place_a_subset_as_the_scene_does():
+@pytest.mark.parametrize("kind", ["control_points", "hexplane"])
+def test_object_points_place_a_subset_as_the_scene_does(kind):
     model = make_object([0.1, 0.2, 3.0], [0.5, 0.0, 3.5])
+    if kind == "hexplane":
+        box = torch.tensor([[-RADIUS] * 3, [RADIUS] * 3])
+        model.deformation = HexPlaneDeformation(box, [4], 4, channels=4, hidden=8)
     with torch.no_grad():
         model.trajectory.rotation_knots.copy_(0.3 * torch.randn(4, 3, generator=torch.Generator().manual_seed(0)))
-        model.deformation.translation_knots.normal_(0.0, 0.05)
+        if kind == "hexplane":
+            model.deformation.decoder[-1].weight.normal_(0.0, 0.1)
+        else:
+            model.deformation.translation_knots.normal_(0.0, 0.05)
     edit = torch.eye(4)
     edit[:3, :3] = 0.7 * torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
     edit[:3, 3] = torch.tensor([0.3, -0.1, 0.2])

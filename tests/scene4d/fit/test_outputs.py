@@ -237,10 +237,12 @@ def test_failed_write_keeps_the_previous_outputs(exact, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]
 
 
-def test_outputs_of_a_short_fit(exact, tmp_path):
+@pytest.mark.parametrize("deformation, priors", [("control_points", {"arap", "smoothness"}),
+                                                 ("hexplane", {"smoothness", "plane_tv", "plane_time"})])
+def test_outputs_of_a_short_fit(exact, tmp_path, deformation, priors):
     _, obs = exact
     config = FitConfig(static_iters=6, motion_iters=4, joint_iters=4, init_points=200, control_points=8,
-                       densify=False, frames_per_step=1)
+                       densify=False, frames_per_step=1, deformation=deformation)
     result = fit_object(obs, config, progress=False)
     fit = write_object_outputs(result, obs, tmp_path / "2", {"object_id": 2}, config)
     assert {"train", "hidden", "per_frame"} <= set(fit["metrics"])
@@ -249,8 +251,13 @@ def test_outputs_of_a_short_fit(exact, tmp_path):
     assert fit["metrics"]["hidden"]["psnr"] == pytest.approx(expected["psnr"])
     assert 0.0 < fit["metrics"]["train"]["iou"] <= 1.0
     assert {row["stage"] for row in fit["history"]} == {"static", "motion", "joint"}
+    motion_row = next(row for row in fit["history"] if row["stage"] == "motion")
+    assert {"arap", "smoothness", "plane_tv", "plane_time"} & set(motion_row) == priors
+    times = normalized_time(torch.arange(FRAMES), FRAMES)
     with torch.no_grad():
-        posed = result.model.posed(normalized_time(torch.arange(FRAMES), FRAMES))
+        posed = result.model.posed(times)
+        rig, _ = load_rig(tmp_path / "2" / "rig")
+        assert torch.equal(rig.posed(times).means, posed.means)
     for frame in range(FRAMES):
         ply = load_ply(tmp_path / "2" / "ply" / f"frame_{frame:05d}.ply")
         assert ply.num_gaussians == result.model.gaussians.num_gaussians
