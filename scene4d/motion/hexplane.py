@@ -89,7 +89,8 @@ class HexPlaneDeformation(nn.Module):
                  hidden: int = 64, seed: int = 0):
         super().__init__()
         if bounds.shape != (2, 3) or not (bounds[1] > bounds[0]).all():
-            raise ValueError(f"bounds: expected (2, 3) lower and upper corners, got {bounds.tolist()}")
+            raise ValueError(f"bounds: expected (2, 3) lower and upper corners, lower < upper; got shape "
+                             f"{tuple(bounds.shape)}: {bounds.tolist()}")
         if time_resolution < 2 or not resolutions or min(resolutions) < 2:
             raise ValueError(f"resolutions must be >= 2, got {list(resolutions)} and time {time_resolution}")
         self.resolutions, self.time_resolution = [int(r) for r in resolutions], int(time_resolution)
@@ -112,7 +113,8 @@ class HexPlaneDeformation(nn.Module):
 
     def level_planes(self, level: int) -> list[torch.Tensor]:
         """The six planes of one level, in :data:`PLANE_AXES` order."""
-        # Indexed one by one: a slice would build a new ParameterList, re-wrapping swapped-in tensors (func calls).
+        # Indexed one by one: a slice builds a new ParameterList, which would turn the plain tensors that
+        # torch.func.functional_call swaps in into new leaf Parameters, cut off from the caller's graph.
         return [self.planes[i] for i in range(6 * level, 6 * level + 6)]
 
     @property
