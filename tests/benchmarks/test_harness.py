@@ -264,7 +264,7 @@ def test_readme_block_of_the_preset_is_replaced_and_the_rest_kept():
     readme = (f"# Tool\n\n## Results\nhand-written\n{quick_open}\nold tables\n{quick_close}\n"
               f"{full_open}\nfull tables\n{full_close}\ntail\n")
     spliced = harness.splice_readme(readme, report)
-    assert spliced.startswith("# Tool\n\n## Results\nhand-written\n" + quick_open + "\n### Benchmarks\n")
+    assert spliced.startswith("# Tool\n\n## Results\nhand-written\n" + quick_open + "\n### Benchmarks, quick preset\n")
     assert spliced.endswith(f"{quick_close}\n{full_open}\nfull tables\n{full_close}\ntail\n")
     assert "old tables" not in spliced
     assert "#### Per-object fit" in spliced and _tables(spliced) == _tables(harness.write_markdown(report))
