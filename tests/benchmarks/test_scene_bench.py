@@ -261,8 +261,8 @@ def test_the_row_carries_the_manifest_stages_and_a_leaked_frame_is_refused(tiny_
     section = {"name": "scene", "title": "Whole pipeline", "about": scene_bench.ABOUT, "settings": {},
                "tables": scene_bench.TABLES, "rows": [row], "errors": [], "wall_s": 1.0, "cpu_s": 1.0,
                "load_before": 0.0, "load_after": 0.0}
-    report = {"command": "test", "date": "today", "json": "b.json", "machine": MACHINE, "sections": [section],
-              "wall_s": 1.0, "cpu_s": 1.0}
+    report = {"command": "test", "date": "today", "json": "b.json", "preset": "full", "machine": MACHINE,
+              "sections": [section], "wall_s": 1.0, "cpu_s": 1.0}
     harness.write_outputs(report, tmp_path / "B.md", tmp_path / "b.json")
     assert json.loads((tmp_path / "b.json").read_text())["sections"][0]["rows"][0]["stages"] == row["stages"]
     markdown = (tmp_path / "B.md").read_text()
