@@ -62,7 +62,7 @@ class Frames:
     def take_frames(self, frames: list[int]) -> "Frames":
         """The clip reduced to ``frames`` (increasing indices)."""
         return replace(self, images=self.images[frames], timestamps=self.timestamps[frames],
-                                   frame_indices=self.frame_indices[frames])
+                       frame_indices=self.frame_indices[frames])
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the first inconsistency."""
