@@ -7,9 +7,15 @@
    observes the same point, so Gaussians exist in regions never seen; points are de-duplicated on a voxel grid
    (observations win over fill) and subsampled to a budget;
 3. fit: RGB L1 + D-SSIM against the filled frames with per-pixel weights 1 outside holes and
-   ``inpaint_weight`` inside (the objects themselves never enter the loss; the fill only decides what nothing
-   else constrains), a depth term, an opacity term (the background covers every pixel), and gsplat's
-   densification.
+   ``inpaint_weight`` inside (the objects' colours never enter the loss; the fill only decides what nothing
+   else constrains), a depth term, an opacity term (the background covers every pixel), an occlusion term,
+   and gsplat's densification.
+
+Occlusion: each input frame shows its objects in front of the background, so behind an object's pixels the
+background must be farther than the object (:func:`compose.inpaint.occluder_depth`: the object's depth plus
+``object_depth_ratio`` times its half width). Fills are raised to that bound, and with absolute depth a hinge
+(:func:`occlusion_hinge`) pushes back any background drawn nearer there -- Gaussians lifted from other frames
+at a depth the maps got wrong would otherwise hide the object once the scene is composed.
 
 Depth term: with depth tied to the cameras (``DepthMaps.metric``) the loss is absolute, ``|d - d*| / d*``: the
 depth then carries the same scale as the camera translations, and an absolute term keeps the background where
@@ -28,7 +34,8 @@ import torch
 from gsplat.strategy import DefaultStrategy
 from tqdm import tqdm
 
-from compose.inpaint import BackgroundFill, InpaintConfig, Inpainter, fill_background, object_holes
+from compose.inpaint import (BackgroundFill, InpaintConfig, Inpainter, fill_background, object_holes,
+                             occluder_depth)
 from scene4d import losses
 from scene4d.contracts.cameras import Cameras
 from scene4d.contracts.depth import DepthMaps
@@ -44,6 +51,8 @@ from scene4d.render.render import RenderOutput, render
 # 3DGS's rates, colours x4: a background fit runs hundreds of steps, not tens of thousands.
 GAUSSIAN_LRS = {"scales": 5e-3, "quats": 1e-3, "opacities": 5e-2, "sh0": 1e-2, "shN": 1e-2 / 20}
 DEPTH_MODES = ("auto", "absolute", "scale-shift-invariant", "off")
+OCCLUSION_TOLERANCE = 0.98
+"""``behind_objects`` counts background depth within 2 % of the occluder bound as behind it."""
 
 
 @dataclass
@@ -58,6 +67,9 @@ class BackgroundLossWeights:
     """Depth error (absolute or scale-shift invariant, see ``depth_mode``)."""
     opacity: float = 0.1
     """Mean transparency ``1 - alpha`` over every pixel: the background has no holes."""
+    occlusion: float = 1.0
+    """Background drawn nearer than the objects it lies behind (absolute depth only; :func:`occlusion_hinge`);
+    0 also leaves the lifted points where their depth puts them (:func:`push_behind_occluders`)."""
     anisotropy: float = 0.01
     """Penalty on needle-like Gaussians."""
 
@@ -76,6 +88,9 @@ class BackgroundConfig:
     """At most this many initial Gaussians, after voxel de-duplication."""
     voxel_pixels: float = 1.0
     """Edge of the de-duplication voxel, in pixels at the median background depth."""
+    object_depth_ratio: float = 1.0
+    """Assumed depth of an object relative to its width: behind an object's pixels the background is kept at
+    least its depth plus this times its half width farther (0: only behind the object's own depth)."""
     inpaint_weight: float = 0.05
     """Loss weight of filled pixels (inside object regions) relative to observed background pixels."""
     depth_mode: str = "auto"
@@ -110,7 +125,9 @@ class BackgroundResult:
         history: logged rows ``{"step", "total", <loss name>: value, "gaussians"}``.
         stage_seconds: wall time of ``fill``, ``init``, ``fit`` and ``evaluate``.
         metrics: ``psnr_background`` (dB, observed background pixels), ``psnr_filled`` (dB, holes against the
-            fill; NaN without holes), ``coverage`` (mean rendered opacity), ``init_observed``/``init_filled``
+            fill; NaN without holes), ``coverage`` (mean rendered opacity), ``behind_objects`` (share of object
+            pixels where the background is drawn at or behind :func:`compose.inpaint.occluder_depth`; NaN
+            without objects or absolute depth), ``init_observed``/``init_filled``
             (initial Gaussians from observed/filled pixels), ``gaussians``, ``seconds_per_iteration``,
             ``fixed_camera`` (0/1), ``depth_mode``.
     """
@@ -135,6 +152,22 @@ def pixel_weights(holes: torch.Tensor, inpaint_weight: float) -> torch.Tensor:
     if not 0.0 <= inpaint_weight <= 1.0:
         raise InputError(f"inpaint_weight must be in [0, 1], got {inpaint_weight}")
     return torch.where(holes, inpaint_weight, 1.0).to(torch.float32)[..., None]
+
+
+def occlusion_hinge(depth: torch.Tensor, alpha: torch.Tensor, min_depth: torch.Tensor) -> torch.Tensor:
+    """Mean relative shortfall ``relu(b - z) / b`` of the rendered depth behind the objects.
+
+    Args:
+        depth: (B, H, W, 1) rendered expected depth; alpha: (B, H, W, 1) rendered opacity.
+        min_depth: (B, H, W, 1) the nearest allowed depth ``b`` (:func:`compose.inpaint.occluder_depth`), 0
+            where no object is.
+
+    Over pixels with ``b > 0`` where the background draws anything (alpha > 0.01); 0 when there are none.
+    """
+    where = (min_depth > 0) & (alpha.detach() > 0.01)
+    if not where.any():
+        return depth.sum() * 0.0
+    return (torch.relu(min_depth - depth)[where] / min_depth[where]).mean()
 
 
 def relative_depth_l1(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -187,9 +220,44 @@ def _seen_elsewhere(points: torch.Tensor, source: torch.Tensor, observed: torch.
     return seen
 
 
+def push_behind_occluders(points: torch.Tensor, source: torch.Tensor, min_depth: torch.Tensor,
+                          viewmats: torch.Tensor, Ks: torch.Tensor, max_factor: float = 4.0) -> torch.Tensor:
+    """Move lifted points back along their own camera's ray until no other frame sees them in front of an object.
+
+    A point ``X`` lifted in frame ``a`` that frame ``b`` sees inside an object's region nearer than the bound
+    ``m_b`` there contradicts frame ``b`` (which shows the object in front). On ``a``'s ray
+    ``X(s) = c_a + s (X - c_a)`` the depth in ``b`` is affine in ``s``, so the ``s`` reaching ``m_b`` is exact;
+    each point takes the largest ``s`` over the frames (at most ``max_factor``). Frame ``a``'s image of the
+    point is unchanged.
+
+    Args:
+        points: (P, 3) world points; source: (P,) the frame each was lifted from.
+        min_depth: (T, H, W) nearest depth allowed per pixel (:func:`compose.inpaint.occluder_depth`), 0 free.
+        viewmats: (T, 4, 4); Ks: (T, 3, 3).
+
+    Returns:
+        (P, 3) moved points.
+    """
+    height, width = min_depth.shape[1:]
+    centers = torch.linalg.inv(viewmats)[:, :3, 3]
+    origin = centers[source]
+    factor = torch.ones(points.shape[0])
+    pixels, depths = project_points(points, viewmats, Ks)
+    for frame in torch.nonzero(min_depth.flatten(1).amax(1) > 0)[:, 0].tolist():
+        col, row = torch.floor(pixels[frame, :, 0]).long(), torch.floor(pixels[frame, :, 1]).long()
+        inside = (depths[frame] > 0) & (col >= 0) & (col < width) & (row >= 0) & (row < height) & (source != frame)
+        bound = torch.zeros(points.shape[0])
+        bound[inside] = min_depth[frame, row[inside], col[inside]]
+        origin_depth = origin @ viewmats[frame, 2, :3] + viewmats[frame, 2, 3]
+        step = depths[frame] - origin_depth
+        hit = (bound > depths[frame]) & (step > 0)
+        factor[hit] = torch.maximum(factor[hit], (bound[hit] - origin_depth[hit]) / step[hit])
+    return origin + factor.clamp(max=max_factor)[:, None] * (points - origin)
+
+
 def lift_background(images: torch.Tensor, fill: BackgroundFill, viewmats: torch.Tensor, Ks: torch.Tensor,
-                    config: BackgroundConfig,
-                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
+                    config: BackgroundConfig, generator: torch.Generator, min_depth: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
     """Initial background points: lifted observed and filled pixels, de-duplicated and subsampled (module docstring).
 
     Each point's scale is the distance to its nearest neighbours, capped at twice the spacing of the kept
@@ -202,6 +270,8 @@ def lift_background(images: torch.Tensor, fill: BackgroundFill, viewmats: torch.
             confident input depth).
         viewmats: (T, 4, 4); Ks: (T, 3, 3).
         config: ``init_frames``, ``init_points``, ``voxel_pixels``.
+        generator: random source of the subsampling.
+        min_depth: (T, H, W) nearest depth allowed behind the objects (:func:`push_behind_occluders`), or None.
 
     Returns:
         ``(points, colors, scales, num_observed, num_filled)``: (P, 3) world points, (P, 3) RGB and (P,)
@@ -221,10 +291,14 @@ def lift_background(images: torch.Tensor, fill: BackgroundFill, viewmats: torch.
             parts[name][1].append(images[frame][select])
             parts[name][2].append(pixel_size[select])
             parts[name][3].append(torch.full((int(select.sum()),), frame))
-    obs_points, obs_colors, obs_sizes, _ = (torch.cat(p) for p in parts["observed"])
+    obs_points, obs_colors, obs_sizes, obs_source = (torch.cat(p) for p in parts["observed"])
     fill_points, fill_colors, fill_sizes, fill_source = (torch.cat(p) for p in parts["filled"])
     keep = ~_seen_elsewhere(fill_points, fill_source, observed, frames, viewmats, Ks)
-    fill_points, fill_colors, fill_sizes = fill_points[keep], fill_colors[keep], fill_sizes[keep]
+    fill_points, fill_colors, fill_sizes, fill_source = (x[keep] for x in (fill_points, fill_colors, fill_sizes,
+                                                                          fill_source))
+    if min_depth is not None:
+        obs_points = push_behind_occluders(obs_points, obs_source, min_depth, viewmats, Ks)
+        fill_points = push_behind_occluders(fill_points, fill_source, min_depth, viewmats, Ks)
     if obs_points.shape[0] + fill_points.shape[0] < 4:
         raise InputError("background: fewer than 4 background pixels with known depth to start from")
     # Shuffle within each group so the voxel's representative is random, observations first so they win.
@@ -272,6 +346,8 @@ class _Targets:
     weights: torch.Tensor  # (T, H, W, 1) colour weights
     depth: torch.Tensor  # (T, H, W, 1) filled depth
     depth_weights: torch.Tensor  # (T, H, W, 1)
+    min_depth: torch.Tensor  # (T, H, W, 1) nearest depth allowed behind the objects, 0 elsewhere
+    absolute_depth: bool  # depth and min_depth are in the units of the rendered depth
     viewmats: torch.Tensor
     Ks: torch.Tensor
 
@@ -293,6 +369,8 @@ def _losses(gaussians: Gaussians, data: _Targets, frames: torch.Tensor, depth_mo
         terms["depth"] = relative_depth_l1(out.depths, data.depth[frames], depth_weights)
     elif depth_mode == "scale-shift-invariant":
         terms["depth"] = losses.depth_scale_shift_invariant(out.depths, data.depth[frames], depth_weights)
+    if data.absolute_depth:
+        terms["occlusion"] = occlusion_hinge(out.depths, out.alphas, data.min_depth[frames])
     return terms, out
 
 
@@ -300,20 +378,25 @@ def _losses(gaussians: Gaussians, data: _Targets, frames: torch.Tensor, depth_mo
 def _evaluate(gaussians: Gaussians, data: _Targets, observed_images: torch.Tensor, holes: torch.Tensor,
               backend: str, chunk: int = 4) -> dict:
     height, width = data.images.shape[1:3]
-    colors, alphas = [], []
+    colors, alphas, depths = [], [], []
     for start in range(0, data.images.shape[0], chunk):
         index = torch.arange(start, min(start + chunk, data.images.shape[0]))
         out = _render(gaussians, data.viewmats[index], data.Ks[index], width, height, None, backend)
         colors.append(out.colors.clamp(0.0, 1.0))
         alphas.append(out.alphas)
-    colors = torch.cat(colors)
+        depths.append(out.depths)
+    colors, alphas, depths = torch.cat(colors), torch.cat(alphas), torch.cat(depths)
+    behind = data.min_depth > 0
+    kept = (depths >= OCCLUSION_TOLERANCE * data.min_depth) | (alphas <= 0.01)
 
     def mean_psnr(target: torch.Tensor, mask: torch.Tensor) -> float:
         scores = psnr(colors, target, mask)
         return float(scores.nanmean()) if mask.any() else float("nan")
 
     return {"psnr_background": mean_psnr(observed_images, ~holes), "psnr_filled": mean_psnr(data.images, holes),
-            "coverage": float(torch.cat(alphas).mean())}
+            "coverage": float(alphas.mean()),
+            "behind_objects": float(kept[behind].float().mean()) if behind.any() and data.absolute_depth
+            else float("nan")}
 
 
 def fit_background(frames: Frames, masks: ObjectMasks | None, depth: DepthMaps, cameras: Cameras,
@@ -355,13 +438,22 @@ def fit_background(frames: Frames, masks: ObjectMasks | None, depth: DepthMaps, 
 
     start = time.perf_counter()
     holes = object_holes(masks, shape, config.inpaint.dilation)
-    fill = fill_background(frames.images, holes, depth.depth, depth.confidence, fixed, config.inpaint, inpainter)
+    min_depth = np.zeros(shape, dtype=np.float32) if masks is None else occluder_depth(
+        masks.masks, depth.depth, depth.confidence, cameras.Ks[:, 0, 0], config.object_depth_ratio)
+    fill = fill_background(frames.images, holes, depth.depth, depth.confidence, fixed, config.inpaint, inpainter,
+                           min_depth)
     result_seconds["fill"] = time.perf_counter() - start
 
+    depth_mode = config.depth_mode
+    if depth_mode == "auto":
+        depth_mode = "absolute" if depth.metric else "scale-shift-invariant"
+    absolute_depth = depth_mode == "absolute"
+    occlusion = absolute_depth and config.weights.occlusion > 0
     start = time.perf_counter()
     images = torch.from_numpy(fill.images).float() / 255.0
     holes = torch.from_numpy(fill.holes)
-    points, colors, scales, num_observed, num_filled = lift_background(images, fill, viewmats, Ks, config, generator)
+    points, colors, scales, num_observed, num_filled = lift_background(
+        images, fill, viewmats, Ks, config, generator, torch.from_numpy(min_depth) if occlusion else None)
     gaussians = Gaussians.from_points(points, colors, sh_degree=config.sh_degree, scale=scales,
                                       opacity=config.init_opacity)
     camera_center = torch.linalg.inv(viewmats)[:, :3, 3].mean(0)
@@ -370,12 +462,9 @@ def fit_background(frames: Frames, masks: ObjectMasks | None, depth: DepthMaps, 
     known = torch.from_numpy(fill.depth_known)
     depth_confidence = torch.where(holes, 1.0, torch.from_numpy(depth.confidence)) * known
     data = _Targets(images, weights, torch.from_numpy(fill.depth)[..., None], (depth_confidence[..., None] * weights),
-                    viewmats, Ks)
+                    torch.from_numpy(min_depth)[..., None], absolute_depth, viewmats, Ks)
     result_seconds["init"] = time.perf_counter() - start
 
-    depth_mode = config.depth_mode
-    if depth_mode == "auto":
-        depth_mode = "absolute" if depth.metric else "scale-shift-invariant"
     if config.weights.depth == 0.0:
         depth_mode = "off"
     start = time.perf_counter()

@@ -10,6 +10,10 @@ The fill is only a prior: :mod:`compose.background` fits it with a low weight, s
 viewpoints win wherever they exist. A learned colour inpainter (:mod:`compose.inpaint_diffusion`, or any callable
 ``(image (H, W, 3) uint8, hole (H, W) bool) -> image``) replaces OpenCV for the colours; depth is always filled
 with OpenCV.
+
+Whatever lies behind an object is farther than the object: a hole pixel's depth is raised to at least
+:func:`occluder_depth` (the object's depth plus its assumed thickness), so depth maps that put the background at
+the object's own depth (weak depth cues behind a person) do not make the background swallow the object.
 """
 
 from __future__ import annotations
@@ -102,6 +106,43 @@ def object_holes(masks: ObjectMasks | None, shape: tuple[int, int, int], dilatio
     return dilate(masks.union(), dilation)
 
 
+def occluder_depth(masks: np.ndarray, depth: np.ndarray, confidence: np.ndarray, focal: np.ndarray,
+                   depth_ratio: float) -> np.ndarray:
+    """The nearest depth the background may have behind each object pixel.
+
+    For object ``o`` in frame ``t``: its depth ``z`` is the 90th percentile of the depth map over its mask
+    (confident pixels), its half width ``r`` half the spread (5th to 95th percentile) of its mask's columns in
+    pixels; the bound is ``z + depth_ratio * r * z / focal``, i.e. the object is assumed ``depth_ratio`` times
+    as deep as it is wide. Where objects overlap the largest bound wins.
+
+    Args:
+        masks: (O, T, H, W) bool object masks.
+        depth: (T, H, W) depth maps (object pixels carry the objects' depth); confidence: (T, H, W), 0 unknown.
+        focal: (T,) horizontal focal length of each frame, pixels.
+        depth_ratio: assumed depth of an object relative to its width (>= 0).
+
+    Returns:
+        (T, H, W) float32, 0 outside the objects and where an object has no confident depth.
+    """
+    if masks.ndim != 4 or masks.shape[1:] != depth.shape or confidence.shape != depth.shape:
+        raise InputError(f"occluder depth: expected masks (O, {', '.join(map(str, depth.shape))}) and confidence "
+                         f"{depth.shape}, got {masks.shape} and {confidence.shape}")
+    if depth_ratio < 0:
+        raise InputError(f"occluder depth: depth_ratio must be >= 0, got {depth_ratio}")
+    bound = np.zeros(depth.shape, dtype=np.float32)
+    for object_masks in masks:
+        for t in np.flatnonzero(object_masks.reshape(object_masks.shape[0], -1).any(1)):
+            mask = object_masks[t]
+            known = mask & (confidence[t] > 0)
+            if not known.any():
+                continue
+            z = float(np.percentile(depth[t][known], 90))
+            low, high = np.percentile(np.nonzero(mask)[1], [5, 95])
+            half_width = 0.5 * (high - low + 1.0)
+            bound[t][mask] = np.maximum(bound[t][mask], z + depth_ratio * half_width * z / float(focal[t]))
+    return bound
+
+
 def _method(config: InpaintConfig) -> int:
     if config.method not in _METHODS:
         raise InputError(f"inpaint: method must be one of {sorted(_METHODS)}, got {config.method!r}")
@@ -151,7 +192,8 @@ def _clean_plate(images: np.ndarray, depth: np.ndarray, holes: np.ndarray, depth
 
 
 def fill_background(images: np.ndarray, holes: np.ndarray, depth: np.ndarray, confidence: np.ndarray,
-                    fixed_camera: bool, config: InpaintConfig, inpainter: Inpainter | None = None) -> BackgroundFill:
+                    fixed_camera: bool, config: InpaintConfig, inpainter: Inpainter | None = None,
+                    min_depth: np.ndarray | None = None) -> BackgroundFill:
     """Fill every frame's holes with background colour and depth (see the module docstring).
 
     Args:
@@ -161,6 +203,7 @@ def fill_background(images: np.ndarray, holes: np.ndarray, depth: np.ndarray, co
         fixed_camera: every frame has the same camera (enables the clean plate).
         config: algorithm, radius and clean-plate switch.
         inpainter: colour inpainting to use instead of OpenCV (e.g. a learned one), or None.
+        min_depth: (T, H, W) nearest depth allowed for filled pixels (:func:`occluder_depth`), or None.
 
     Returns:
         :class:`BackgroundFill`; a frame with no confident background depth keeps its holes' depth unknown.
@@ -169,6 +212,8 @@ def fill_background(images: np.ndarray, holes: np.ndarray, depth: np.ndarray, co
         raise InputError(f"fill: expected images {(*holes.shape, 3)} uint8, got {images.shape} {images.dtype}")
     if depth.shape != holes.shape or confidence.shape != holes.shape:
         raise InputError(f"fill: expected depth and confidence {holes.shape}, got {depth.shape} and {confidence.shape}")
+    if min_depth is not None and min_depth.shape != holes.shape:
+        raise InputError(f"fill: expected min_depth {holes.shape}, got {min_depth.shape}")
     _method(config)  # reject an unknown method even when there is nothing to fill
     inpaint = inpainter or (lambda image, hole: inpaint_image(image, hole, config))
     depth_valid = confidence > 0
@@ -181,7 +226,7 @@ def fill_background(images: np.ndarray, holes: np.ndarray, depth: np.ndarray, co
         if ok:
             filled_depth[holes] = np.broadcast_to(plate_depth, depth.shape)[holes]
             depth_known |= holes
-        return BackgroundFill(filled_images, filled_depth, depth_known, holes)
+        return BackgroundFill(filled_images, _at_least(filled_depth, min_depth, holes), depth_known, holes)
     for t in range(images.shape[0]):
         if not holes[t].any():
             continue
@@ -190,4 +235,10 @@ def fill_background(images: np.ndarray, holes: np.ndarray, depth: np.ndarray, co
         if ok:
             filled_depth[t][holes[t]] = frame_depth[holes[t]]
             depth_known[t] |= holes[t]
-    return BackgroundFill(filled_images, filled_depth, depth_known, holes)
+    return BackgroundFill(filled_images, _at_least(filled_depth, min_depth, holes), depth_known, holes)
+
+
+def _at_least(depth: np.ndarray, min_depth: np.ndarray | None, holes: np.ndarray) -> np.ndarray:
+    if min_depth is None:
+        return depth
+    return np.where(holes, np.maximum(depth, min_depth), depth).astype(np.float32)

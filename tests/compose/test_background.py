@@ -4,13 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from compose.background import (BackgroundConfig, fit_background, is_fixed_camera, lift_background, pixel_weights,
+from compose.background import (BackgroundConfig, BackgroundLossWeights, fit_background, is_fixed_camera,
+                                lift_background, occlusion_hinge, pixel_weights, push_behind_occluders,
                                 relative_depth_l1, voxel_first)
-from compose.inpaint import (BackgroundFill, InpaintConfig, dilate, fill_background, inpaint_depth, object_holes)
+from compose.inpaint import (BackgroundFill, InpaintConfig, dilate, fill_background, inpaint_depth, object_holes,
+                             occluder_depth)
 from scene4d.contracts.cameras import Cameras
 from scene4d.contracts.depth import DepthMaps
 from scene4d.contracts.frames import Frames
 from scene4d.contracts.masks import ObjectMasks
+from scene4d.conventions import project_points
 from scene4d.errors import InputError
 from scene4d.render.render import render
 
@@ -305,3 +308,99 @@ def test_frames_outside_fit_frames_do_not_change_the_fit():
     assert not torch.equal(read.gaussians.params["means"][:10], result.gaussians.params["means"][:10])
     with pytest.raises(InputError, match="no frame left"):
         fit_background(frames, masks, depth, cameras, config, progress=False, fit_frames=[])
+
+
+def test_occluder_depth_hand_checked():
+    masks = np.zeros((2, 1, 8, 10), dtype=bool)
+    masks[0, 0, 1:5, 2:6] = True  # columns 2..5: half width 2 px
+    masks[1, 0, 1:5, 4:8] = True  # overlaps columns 4..5, nearer
+    depth = np.full((1, 8, 10), 5.0)
+    depth[0][masks[0, 0]] = 2.0
+    depth[0][masks[1, 0]] = 1.0
+    confidence = np.ones_like(depth)
+    bound = occluder_depth(masks, depth, confidence, np.array([10.0]), depth_ratio=1.0)
+    # Object 0: 90th percentile of {2.0 x 8, 1.0 x 8} = 2.0, plus 1.0 * 2 px * 2.0 / 10 = 2.4; object 1: 1.2.
+    expected = np.zeros((1, 8, 10), dtype=np.float32)
+    expected[0][masks[1, 0]] = 1.2
+    expected[0][masks[0, 0]] = 2.4
+    np.testing.assert_allclose(bound, expected, rtol=1e-6)
+    flat = occluder_depth(masks, depth, confidence, np.array([10.0]), depth_ratio=0.0)
+    assert flat[0, 1, 2] == pytest.approx(2.0) and flat[0, 1, 7] == pytest.approx(1.0)
+    # An object without confident depth gets no bound.
+    unknown = confidence.copy()
+    unknown[0][masks[1, 0] & ~masks[0, 0]] = 0.0
+    bound = occluder_depth(masks[1:], depth, unknown, np.array([10.0]), depth_ratio=1.0)
+    assert bound[0, 1, 4] == pytest.approx(1.2) and bound[0, 1, 7] == pytest.approx(1.2)
+    with pytest.raises(InputError, match="depth_ratio"):
+        occluder_depth(masks, depth, confidence, np.array([10.0]), depth_ratio=-1.0)
+
+
+def test_occlusion_hinge_values_and_gradient_sign():
+    depth = torch.tensor([1.0, 3.0, 2.0, 0.5]).reshape(1, 1, 4, 1).requires_grad_(True)
+    alpha = torch.tensor([1.0, 1.0, 1.0, 0.0]).reshape(1, 1, 4, 1)
+    bound = torch.tensor([2.0, 2.0, 0.0, 2.0]).reshape(1, 1, 4, 1)
+    # Pixels 0 and 1 count (pixel 2 has no object, pixel 3 draws nothing): (relu(2 - 1) / 2 + 0) / 2.
+    loss = occlusion_hinge(depth, alpha, bound)
+    assert loss.item() == pytest.approx(0.25)
+    loss.backward()
+    np.testing.assert_allclose(depth.grad.flatten().numpy(), [-0.25, 0.0, 0.0, 0.0])
+    assert occlusion_hinge(depth, alpha, torch.zeros_like(bound)).item() == 0.0
+
+
+def test_fill_is_raised_to_the_occluder_bound_inside_holes_only():
+    frames, masks, depth, cameras, _ = synthetic_clip([0.0, 0.4], [(20, 30), (40, 50)])
+    holes = object_holes(masks, (2, H, W), 0)
+    plain = fill_background(frames.images, holes, depth.depth, depth.confidence, False, InpaintConfig())
+    bound = np.where(holes, 4.0, 0.0).astype(np.float32)
+    raised = fill_background(frames.images, holes, depth.depth, depth.confidence, False, InpaintConfig(),
+                             min_depth=bound)
+    np.testing.assert_allclose(raised.depth[holes], 4.0)
+    np.testing.assert_array_equal(raised.depth[~holes], plain.depth[~holes])
+    with pytest.raises(InputError, match="min_depth"):
+        fill_background(frames.images, holes, depth.depth, depth.confidence, False, InpaintConfig(),
+                        min_depth=bound[:1])
+
+
+def test_background_stays_behind_objects_when_the_depth_puts_it_at_their_depth():
+    """Depth maps that put the background just behind the occluder (as weak depth cues do behind a person) would
+    let the background hide the object in a composed render; the occlusion term keeps it behind."""
+    occluders = [(6, 22), (18, 34), (30, 46), (42, 58)]
+    frames, masks, depth, cameras, _ = synthetic_clip([-0.15, -0.05, 0.05, 0.15], occluders)
+    bad = DepthMaps(np.where(masks.masks[0], OCCLUDER_Z, OCCLUDER_Z + 0.1), depth.confidence, metric=True)
+    # The occluder is 16 px wide at focal 60: the background must lie at least 1.5 + 8 * 1.5 / 60 = 1.7 behind it.
+    bound = OCCLUDER_Z * (1.0 + 8.0 / FOCAL)
+
+    def share_behind(config):
+        result = fit_background(frames, masks, bad, cameras, config, progress=False)
+        g = result.gaussians
+        with torch.no_grad():
+            out = render(g.get_means(), g.get_quats(), g.get_scales(), g.get_opacities(), g.colors(),
+                         torch.from_numpy(cameras.viewmats).float(), torch.from_numpy(cameras.Ks).float(), W, H,
+                         sh_degree=g.sh_degree, backend="torch")
+        inside = torch.from_numpy(masks.masks[0])
+        return float((out.depths[..., 0][inside] >= 0.98 * bound).float().mean()), result.metrics["behind_objects"]
+
+    kept, metric = share_behind(small_config(iterations=60))
+    ignored, _ = share_behind(small_config(iterations=60, weights=BackgroundLossWeights(occlusion=0.0),
+                                           object_depth_ratio=0.0))
+    # Measured: 0.84 kept (the misses are at the occluder's edges, where Gaussians beside it blend in), none
+    # without the term.
+    assert kept > 0.75 and metric == pytest.approx(kept, abs=0.02)
+    assert ignored < 0.25
+
+
+def test_push_behind_occluders_moves_points_along_their_own_ray_to_the_bound():
+    # Two cameras 0.5 apart; frame 1 sees an object at columns 24..39 with the background bound at 2.5.
+    viewmats = torch.from_numpy(np.stack([viewmat(0.0), viewmat(0.5)])).float()
+    Ks = torch.from_numpy(np.repeat(K[None], 2, 0)).float()
+    min_depth = torch.zeros(2, H, W)
+    min_depth[1, :, 24:40] = 2.5
+    # Lifted from frame 0 at depth 2: x = 0.5 projects at column 32 in frame 1 (inside, too near); x = -1 at
+    # column 2 (outside); a point lifted from frame 1 itself is never moved by its own frame.
+    points = torch.tensor([[0.5, 0.0, 2.0], [-1.0, 0.0, 2.0], [0.5, 0.0, 2.0]])
+    source = torch.tensor([0, 0, 1])
+    moved = push_behind_occluders(points, source, min_depth, viewmats, Ks)
+    # Frame 0's centre is the origin: scaling the point by 2.5 / 2 puts it at depth 2.5 in frame 1 too.
+    torch.testing.assert_close(moved, torch.tensor([[0.625, 0.0, 2.5], [-1.0, 0.0, 2.0], [0.5, 0.0, 2.0]]))
+    pixels, _ = project_points(moved[:1], viewmats[:1], Ks[:1])
+    torch.testing.assert_close(pixels, project_points(points[:1], viewmats[:1], Ks[:1])[0])
