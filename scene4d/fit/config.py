@@ -48,9 +48,6 @@ class FitConfig:
     slowly: ``python benchmarks/fit_bench.py --clips ds4d_stroller`` gives the person 20.9 / 18.5 dB training /
     hidden PSNR with 900 and 18.0 / 17.0 with ``--set motion_iters=300`` (the stroller 24.9 / 23.5 and
     23.8 / 22.6)."""
-    motion_curriculum: float = 0.0
-    """Fraction of the motion iterations over which the frames fitted grow from those nearest the reference
-    frame to all of them (0: all frames from the start)."""
     joint_iters: int = 300
     """Iterations refining everything together."""
     frames_per_step: int = 2

@@ -8,7 +8,6 @@ The loss is a weighted sum of the named functions in :mod:`scene4d.losses` (weig
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -205,32 +204,14 @@ def fit_object(observations: ObjectObservations, config: FitConfig, progress: bo
     ref = torch.tensor([init.reference_frame])
     batch = min(config.frames_per_step, train.numel())
     sample = lambda: train[torch.randperm(train.numel(), generator=generator)[:batch]]  # noqa: E731
-    growing = _growing_window(train, init.reference_frame, config.motion_iters, config.motion_curriculum, batch,
-                              generator)
     run_stage("static", config.static_iters, 1.0, None, lambda: ref, deform=False, motion_terms=False)
-    run_stage("motion", config.motion_iters, None, 1.0, growing, deform=True, motion_terms=True)
+    run_stage("motion", config.motion_iters, None, 1.0, sample, deform=True, motion_terms=True)
     run_stage("joint", config.joint_iters, JOINT_LR_FACTOR, JOINT_LR_FACTOR, sample, deform=True, motion_terms=True)
     bar.close()
     for param in model.gaussians.params.values():
         param.requires_grad_(True)
     model.requires_grad_(True)
     return result
-
-
-def _growing_window(train: torch.Tensor, reference: int, iterations: int, curriculum: float, batch: int,
-                    generator: torch.Generator):
-    """A frame sampler whose window of training frames, nearest the reference first, grows with each call until
-    it holds them all after ``curriculum * iterations`` calls (at once for ``curriculum = 0``)."""
-    order = train[torch.argsort((train - reference).abs(), stable=True)]
-    calls = 0
-
-    def sample() -> torch.Tensor:
-        nonlocal calls
-        grown = 1.0 if curriculum <= 0 else min(1.0, (calls + 1) / (curriculum * iterations))
-        calls += 1
-        window = order[:max(batch, math.ceil(grown * order.numel()))]
-        return window[torch.randperm(window.numel(), generator=generator)[:batch]]
-    return sample
 
 
 def _merge_infos(outputs: list) -> dict:
