@@ -51,6 +51,8 @@ from scene4d.render.render import RenderOutput, render
 # 3DGS's rates, colours x4: a background fit runs hundreds of steps, not tens of thousands.
 GAUSSIAN_LRS = {"scales": 5e-3, "quats": 1e-3, "opacities": 5e-2, "sh0": 1e-2, "shN": 1e-2 / 20}
 DEPTH_MODES = ("auto", "absolute", "scale-shift-invariant", "off")
+DRAWN_ALPHA = 0.01
+"""Rendered opacity above which the background counts as drawn at a pixel (occlusion term and metric)."""
 OCCLUSION_TOLERANCE = 0.98
 """``behind_objects`` counts background depth within 2 % of the occluder bound as behind it."""
 
@@ -69,7 +71,8 @@ class BackgroundLossWeights:
     """Mean transparency ``1 - alpha`` over every pixel: the background has no holes."""
     occlusion: float = 1.0
     """Background drawn nearer than the objects it lies behind (absolute depth only; :func:`occlusion_hinge`);
-    0 also leaves the lifted points where their depth puts them (:func:`push_behind_occluders`)."""
+    0 also leaves the lifted points where their depth puts them (:func:`push_behind_occluders`). Filled depth
+    is raised to the bound either way."""
     anisotropy: float = 0.01
     """Penalty on needle-like Gaussians."""
 
@@ -162,9 +165,10 @@ def occlusion_hinge(depth: torch.Tensor, alpha: torch.Tensor, min_depth: torch.T
         min_depth: (B, H, W, 1) the nearest allowed depth ``b`` (:func:`compose.inpaint.occluder_depth`), 0
             where no object is.
 
-    Over pixels with ``b > 0`` where the background draws anything (alpha > 0.01); 0 when there are none.
+    Over pixels with ``b > 0`` where the background draws anything (alpha > :data:`DRAWN_ALPHA`); 0 when there
+    are none.
     """
-    where = (min_depth > 0) & (alpha.detach() > 0.01)
+    where = (min_depth > 0) & (alpha.detach() > DRAWN_ALPHA)
     if not where.any():
         return depth.sum() * 0.0
     return (torch.relu(min_depth - depth)[where] / min_depth[where]).mean()
@@ -205,18 +209,24 @@ def _select_init_frames(num_frames: int, count: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, num_frames - 1, max(min(count, num_frames), 1))})
 
 
+def _lookup(image: torch.Tensor, pixels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(P,) values of the (H, W) ``image`` at the pixels containing ``pixels`` (P, 2); 0 (False) where those lie
+    outside the image or ``valid`` (P,) is False."""
+    height, width = image.shape
+    col, row = torch.floor(pixels[:, 0]).long(), torch.floor(pixels[:, 1]).long()
+    inside = valid & (col >= 0) & (col < width) & (row >= 0) & (row < height)
+    values = torch.zeros(pixels.shape[0], dtype=image.dtype)
+    values[inside] = image[row[inside], col[inside]]
+    return values
+
+
 def _seen_elsewhere(points: torch.Tensor, source: torch.Tensor, observed: torch.Tensor, frames: list[int],
                     viewmats: torch.Tensor, Ks: torch.Tensor) -> torch.Tensor:
     """(P,) bool: the point projects onto an observed pixel of one of ``frames`` other than its own."""
-    height, width = observed.shape[1:]
     seen = torch.zeros(points.shape[0], dtype=torch.bool)
     pixels, depths = project_points(points, viewmats[frames], Ks[frames])
     for i, frame in enumerate(frames):
-        col, row = torch.floor(pixels[i, :, 0]).long(), torch.floor(pixels[i, :, 1]).long()
-        inside = (depths[i] > 0) & (col >= 0) & (col < width) & (row >= 0) & (row < height) & (source != frame)
-        hit = torch.zeros_like(seen)
-        hit[inside] = observed[frame, row[inside], col[inside]]
-        seen |= hit
+        seen |= _lookup(observed[frame], pixels[i], depths[i] > 0) & (source != frame)
     return seen
 
 
@@ -238,16 +248,11 @@ def push_behind_occluders(points: torch.Tensor, source: torch.Tensor, min_depth:
     Returns:
         (P, 3) moved points.
     """
-    height, width = min_depth.shape[1:]
-    centers = torch.linalg.inv(viewmats)[:, :3, 3]
-    origin = centers[source]
+    origin = torch.linalg.inv(viewmats)[:, :3, 3][source]
     factor = torch.ones(points.shape[0])
     pixels, depths = project_points(points, viewmats, Ks)
     for frame in torch.nonzero(min_depth.flatten(1).amax(1) > 0)[:, 0].tolist():
-        col, row = torch.floor(pixels[frame, :, 0]).long(), torch.floor(pixels[frame, :, 1]).long()
-        inside = (depths[frame] > 0) & (col >= 0) & (col < width) & (row >= 0) & (row < height) & (source != frame)
-        bound = torch.zeros(points.shape[0])
-        bound[inside] = min_depth[frame, row[inside], col[inside]]
+        bound = _lookup(min_depth[frame], pixels[frame], (depths[frame] > 0) & (source != frame))
         origin_depth = origin @ viewmats[frame, 2, :3] + viewmats[frame, 2, 3]
         step = depths[frame] - origin_depth
         hit = (bound > depths[frame]) & (step > 0)
@@ -387,7 +392,7 @@ def _evaluate(gaussians: Gaussians, data: _Targets, observed_images: torch.Tenso
         depths.append(out.depths)
     colors, alphas, depths = torch.cat(colors), torch.cat(alphas), torch.cat(depths)
     behind = data.min_depth > 0
-    kept = (depths >= OCCLUSION_TOLERANCE * data.min_depth) | (alphas <= 0.01)
+    kept = (depths >= OCCLUSION_TOLERANCE * data.min_depth) | (alphas <= DRAWN_ALPHA)
 
     def mean_psnr(target: torch.Tensor, mask: torch.Tensor) -> float:
         scores = psnr(colors, target, mask)

@@ -45,9 +45,9 @@ class FitConfig:
     """Iterations fitting the canonical shape on the reference frame."""
     motion_iters: int = 900
     """Iterations fitting trajectory and deformation over all frames (shape frozen). The motion converges
-    slowly: ``python benchmarks/fit_bench.py --clips ds4d_stroller`` gives the person 20.9 / 18.5 dB training /
-    hidden PSNR with 900 and 18.0 / 17.0 with ``--set motion_iters=300`` (the stroller 24.9 / 23.5 and
-    23.8 / 22.6)."""
+    slowly: ``python benchmarks/fit_bench.py --clips ds4d_stroller`` gives the person 20.8-20.9 / 18.0-18.5 dB
+    training / hidden PSNR with 900 (two runs: the fits vary by up to 0.5 dB between runs) and 18.0 / 17.0
+    with ``--set motion_iters=300`` (the stroller 24.7-24.9 / 23.5 and 23.8 / 22.6)."""
     joint_iters: int = 300
     """Iterations refining everything together."""
     frames_per_step: int = 2
