@@ -353,6 +353,7 @@ class _Targets:
     depth_weights: torch.Tensor  # (T, H, W, 1)
     min_depth: torch.Tensor  # (T, H, W, 1) nearest depth allowed behind the objects, 0 elsewhere
     absolute_depth: bool  # depth and min_depth are in the units of the rendered depth
+    occlusion: bool  # the occlusion hinge is on (absolute depth and a positive weight)
     viewmats: torch.Tensor
     Ks: torch.Tensor
 
@@ -374,7 +375,7 @@ def _losses(gaussians: Gaussians, data: _Targets, frames: torch.Tensor, depth_mo
         terms["depth"] = relative_depth_l1(out.depths, data.depth[frames], depth_weights)
     elif depth_mode == "scale-shift-invariant":
         terms["depth"] = losses.depth_scale_shift_invariant(out.depths, data.depth[frames], depth_weights)
-    if data.absolute_depth:
+    if data.occlusion:
         terms["occlusion"] = occlusion_hinge(out.depths, out.alphas, data.min_depth[frames])
     return terms, out
 
@@ -457,8 +458,9 @@ def fit_background(frames: Frames, masks: ObjectMasks | None, depth: DepthMaps, 
     start = time.perf_counter()
     images = torch.from_numpy(fill.images).float() / 255.0
     holes = torch.from_numpy(fill.holes)
+    min_depth = torch.from_numpy(min_depth)
     points, colors, scales, num_observed, num_filled = lift_background(
-        images, fill, viewmats, Ks, config, generator, torch.from_numpy(min_depth) if occlusion else None)
+        images, fill, viewmats, Ks, config, generator, min_depth if occlusion else None)
     gaussians = Gaussians.from_points(points, colors, sh_degree=config.sh_degree, scale=scales,
                                       opacity=config.init_opacity)
     camera_center = torch.linalg.inv(viewmats)[:, :3, 3].mean(0)
@@ -467,7 +469,7 @@ def fit_background(frames: Frames, masks: ObjectMasks | None, depth: DepthMaps, 
     known = torch.from_numpy(fill.depth_known)
     depth_confidence = torch.where(holes, 1.0, torch.from_numpy(depth.confidence)) * known
     data = _Targets(images, weights, torch.from_numpy(fill.depth)[..., None], (depth_confidence[..., None] * weights),
-                    torch.from_numpy(min_depth)[..., None], absolute_depth, viewmats, Ks)
+                    min_depth[..., None], absolute_depth, occlusion, viewmats, Ks)
     result_seconds["init"] = time.perf_counter() - start
 
     if config.weights.depth == 0.0:
