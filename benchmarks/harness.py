@@ -177,11 +177,14 @@ def fit_section(preset: Preset, clips: list[str] | None, threads: int, work: Pat
                             "holdout_every": fit_bench.HOLDOUT_EVERY},
                "about": "Ground-truth masks given, weight-free tracks/cameras/depth, every 4th frame hidden from the "
                         "fit (`benchmarks/fit_bench.py`): PSNR inside the true masks on fitted (train) and hidden "
-                        "frames, IoU of the rendered alpha against the true masks, fit wall time and peak resident "
-                        "memory. Frames column: fitted+hidden.",
+                        "frames, and over the masks' interior (2 px or more from the outline), IoU of the rendered "
+                        "alpha against the true masks, fit wall time and peak resident memory. Frames column: "
+                        "fitted+hidden.",
                "tables": [[["clip", "clip", None], ["object", "object", None], ["frames", "frames", None],
-                           ["size", "size", None], ["train_psnr", "train PSNR", 2], ["train_iou", "train IoU", 3],
-                           ["hidden_psnr", "hidden PSNR", 2], ["hidden_iou", "hidden IoU", 3],
+                           ["size", "size", None], ["train_psnr", "train PSNR", 2],
+                           ["train_psnr_interior", "train PSNR interior", 2], ["train_iou", "train IoU", 3],
+                           ["hidden_psnr", "hidden PSNR", 2], ["hidden_psnr_interior", "hidden PSNR interior", 2],
+                           ["hidden_iou", "hidden IoU", 3],
                            ["hidden_ssim", "hidden SSIM", 3], ["gaussians", "Gaussians", 0],
                            ["preprocess_s", "preprocess s", 1], ["fit_s", "fit s", 1],
                            ["peak_rss_mb", "peak RSS MiB", 0]]], "rows": [], "errors": []}

@@ -16,6 +16,10 @@ camera over a black background, colours clamped to [0, 1].
 
 - ``psnr``: PSNR (dB) over the pixels of the object's mask, capped at :data:`PSNR_CAP_DB` (an exact render
   would be infinite, which JSON cannot hold);
+- ``psnr_interior``: the same over the mask's interior, the pixels at least :data:`INTERIOR_MARGIN` pixels
+  from its outline, the image's edge excepted (None where there are none). Both frames of a thin object are mostly outline; the gap
+  between the two says how much of the error is at the silhouette (misplaced limbs, soft edges) rather than
+  in the colours inside;
 - ``ssim``: mean SSIM map over the mask, both images composed over black outside the mask;
 - ``iou``: IoU of the rendered opacity above :data:`ALPHA_THRESHOLD` against the mask, counting only pixels no
   other object covers (the object is rendered whole where something in front hides it).
@@ -35,6 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from kornia.morphology import erosion
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
@@ -55,6 +60,8 @@ ALPHA_THRESHOLD = 0.5
 ERROR_SATURATION = 0.25
 """Absolute error (mean over channels) shown at the top of the heat map's colour scale."""
 CROP_MARGIN = 8
+INTERIOR_MARGIN = 2
+"""Pixels (Chebyshev distance) between a mask's outline and its interior, for ``psnr_interior``."""
 OPACITY_EPS = 1e-6
 """Opacities are clamped to [eps, 1 - eps] before the logit so that saturated ones stay finite."""
 
@@ -92,37 +99,50 @@ def render_frames(model: DynamicObject, observations: ObjectObservations, frames
 
 def frame_metrics(colors: torch.Tensor, alphas: torch.Tensor, observations: ObjectObservations,
                   frames: torch.Tensor) -> list[dict]:
-    """Per-frame ``{"frame", "mask_pixels", "psnr", "ssim", "iou"}`` (see the module docstring).
+    """Per-frame ``{"frame", "mask_pixels", "psnr", "psnr_interior", "ssim", "iou"}`` (see the module docstring).
 
     Args:
         colors: (F, H, W, 3) renders in [0, 1]; alphas: (F, H, W) rendered opacity.
         frames: (F,) the frames they show.
 
-    ``psnr`` and ``ssim`` are None where the mask is empty.
+    ``psnr``, ``psnr_interior`` and ``ssim`` are None where the mask (or its interior) is empty.
     """
     frames = _check_frames(observations, frames)
     if colors.shape[0] != frames.numel() or alphas.shape != colors.shape[:3]:
         raise ValueError(f"colors {tuple(colors.shape)} and alphas {tuple(alphas.shape)} do not match "
                          f"{frames.numel()} frames")
     rows = []
-    for colour, alpha, frame in zip(colors, alphas, frames.tolist()):
+    interiors = mask_interior(observations.masks[frames, ..., 0] > 0.5, INTERIOR_MARGIN)
+    for colour, alpha, frame, interior in zip(colors, alphas, frames.tolist(), interiors):
         mask = observations.masks[frame, ..., 0] > 0.5
         valid = observations.valid[frame, ..., 0] > 0.5
         image = observations.images[frame]
-        row = {"frame": frame, "mask_pixels": int(mask.sum()), "psnr": None, "ssim": None,
+        row = {"frame": frame, "mask_pixels": int(mask.sum()), "psnr": None, "psnr_interior": None, "ssim": None,
                "iou": float(mask_iou((alpha > ALPHA_THRESHOLD) & valid, mask & valid))}
         if mask.any():
             row["psnr"] = min(float(psnr(colour, image, mask)), PSNR_CAP_DB)
+            if interior.any():
+                row["psnr_interior"] = min(float(psnr(colour, image, interior)), PSNR_CAP_DB)
             inside = mask[..., None].float()
             row["ssim"] = float(ssim(colour * inside, image * inside, mask))
         rows.append(row)
     return rows
 
 
+def mask_interior(masks: torch.Tensor, margin: int) -> torch.Tensor:
+    """``masks`` (F, H, W) bool eroded by ``margin`` pixels (a square of side ``2 margin + 1``), (F, H, W) bool.
+
+    The image's edge is not an outline: an object the frame cuts off keeps its pixels along the edge.
+    """
+    kernel = torch.ones(2 * margin + 1, 2 * margin + 1)
+    return erosion(masks.float()[:, None], kernel, border_type="geodesic")[:, 0] > 0.5
+
+
 def summarize(rows: list[dict]) -> dict:
-    """Mean ``psnr``, ``ssim`` and ``iou`` over per-frame rows (None where no frame has a value), and the frames."""
+    """Mean ``psnr``, ``psnr_interior``, ``ssim`` and ``iou`` over per-frame rows (None where no frame has a
+    value), and the frames."""
     summary = {"frames": [row["frame"] for row in rows]}
-    for key in ("psnr", "ssim", "iou"):
+    for key in ("psnr", "psnr_interior", "ssim", "iou"):
         values = [row[key] for row in rows if row[key] is not None]
         summary[key] = float(np.mean(values)) if values else None
     return summary

@@ -17,8 +17,8 @@ from scene4d.fit.config import FitConfig
 from scene4d.fit.fit_object import FitResult, fit_object
 from scene4d.fit.init import Initialisation
 from scene4d.fit.observations import ObjectObservations
-from scene4d.fit.outputs import (ERROR_SATURATION, PSNR_CAP_DB, crop_boxes, evaluate_object, hidden_frames, posed_to_gaussians, render_frames,
-                                 write_object_outputs)
+from scene4d.fit.outputs import (ERROR_SATURATION, INTERIOR_MARGIN, PSNR_CAP_DB, crop_boxes, evaluate_object, hidden_frames,
+                                 mask_interior, posed_to_gaussians, render_frames, write_object_outputs)
 from scene4d.fit.rig import load_rig
 from scene4d.gaussians import Gaussians
 from scene4d.motion.skinning import ControlPointDeformation
@@ -104,6 +104,46 @@ def test_metrics_match_hand_computed_values(exact):
     assert row["mask_pixels"] == area + 20
 
 
+def test_mask_interior_is_the_mask_eroded_except_along_the_image_edge():
+    masks = torch.zeros(2, 12, 14, dtype=torch.bool)
+    masks[0, 2:9, 3:11] = True  # a 7 x 8 block inside the image
+    masks[1, :6, :5] = True  # a block in the corner, cut off by the image's edge
+    interior = mask_interior(masks, 2)
+    expected = torch.zeros_like(masks)
+    expected[0, 4:7, 5:9] = True
+    expected[1, :4, :3] = True
+    assert torch.equal(interior, expected)
+    # Brute force: a pixel is interior when every in-image pixel within 2 (Chebyshev) is in the mask.
+    g = torch.Generator().manual_seed(3)
+    blobs = torch.rand(3, 20, 24, generator=g) < 0.85
+    brute = torch.zeros_like(blobs)
+    for f, y, x in torch.cartesian_prod(torch.arange(3), torch.arange(20), torch.arange(24)).tolist():
+        brute[f, y, x] = bool(blobs[f, max(y - 2, 0):y + 3, max(x - 2, 0):x + 3].all())
+    assert torch.equal(mask_interior(blobs, 2), brute)
+
+
+def test_interior_psnr_leaves_out_the_outline(exact):
+    model, obs = exact
+    frames = torch.tensor([0, 1])
+    interior = mask_interior(obs.masks[frames, ..., 0] > 0.5, INTERIOR_MARGIN)
+    outline = (obs.masks[frames, ..., 0] > 0.5) & ~interior
+    assert interior.any() and outline.any()
+    for region, psnr_key, exact_key in ((outline, "psnr", "psnr_interior"), (interior, "psnr_interior", None)):
+        changed = ObjectObservations(**{**vars(obs)})
+        images = obs.images.clone()
+        images[frames] = torch.where(region[..., None], (images[frames] + 0.1).clamp(max=1.0), images[frames])
+        changed.images = images
+        rows = evaluate_object(model, changed, frames)["per_frame"]
+        for row, here, inside in zip(rows, region, interior):
+            offset = (images[row["frame"]] - obs.images[row["frame"]])[here]
+            mse_here = float(offset.square().mean())
+            pixels = inside if psnr_key == "psnr_interior" else obs.masks[row["frame"], ..., 0] > 0.5
+            expected = -10 * math.log10(mse_here * int(here.sum()) / int(pixels.sum()))
+            assert row[psnr_key] == pytest.approx(expected, abs=1e-3)
+            if exact_key is not None:  # an error on the outline only leaves the interior exact
+                assert row[exact_key] == PSNR_CAP_DB
+
+
 def test_error_map_shows_the_colour_offset(exact, tmp_path):
     model, obs = exact
     shifted = ObjectObservations(**{**vars(obs)})
@@ -147,7 +187,8 @@ def test_hidden_frames_are_unseen_frames_with_a_mask(exact):
 def test_evaluate_no_frames_and_bad_frames(exact):
     model, obs = exact
     nothing = evaluate_object(model, obs, torch.zeros(0, dtype=torch.long))
-    assert nothing == {"frames": [], "psnr": None, "ssim": None, "iou": None, "per_frame": []}
+    assert nothing == {"frames": [], "psnr": None, "psnr_interior": None, "ssim": None, "iou": None,
+                       "per_frame": []}
     with pytest.raises(ValueError, match=r"\[0, 4\)"):
         evaluate_object(model, obs, torch.tensor([4]))
     with pytest.raises(ValueError, match="frame indices"):
@@ -192,8 +233,8 @@ def test_write_outputs_of_the_exact_model(exact, tmp_path):
     assert on_disk == fit
     assert on_disk["metrics"]["train"]["frames"] == [0, 1, 2]
     assert on_disk["metrics"]["train"]["psnr"] == PSNR_CAP_DB
-    assert on_disk["metrics"]["hidden"] == {"frames": [3], "psnr": PSNR_CAP_DB, "ssim": pytest.approx(1.0, abs=1e-5),
-                                            "iou": 1.0}
+    assert on_disk["metrics"]["hidden"] == {"frames": [3], "psnr": PSNR_CAP_DB, "psnr_interior": PSNR_CAP_DB,
+                                            "ssim": pytest.approx(1.0, abs=1e-5), "iou": 1.0}
     assert on_disk["config"]["seed"] == 0 and on_disk["stage_seconds"] == {"static": 1.0, "motion": 2.0}
     assert on_disk["info"] == {"num_frames": FRAMES, "reference_frame": 0, "extent": 0.6, "object_id": 1,
                                "name": "blob"}
