@@ -74,8 +74,9 @@ def synthetic_clip(camera_x: list[float], occluder_cols: list[tuple[int, int]] |
 
 
 def small_config(**overrides) -> BackgroundConfig:
+    # A constant centre learning rate: a decay meant for 1200 steps would freeze these 25-step fits half way.
     settings = dict(iterations=25, init_points=400, init_frames=4, backend="torch", max_gaussians=600,
-                    inpaint=InpaintConfig(dilation=1))
+                    inpaint=InpaintConfig(dilation=1), lr_means_final=1.0)
     settings.update(overrides)
     return BackgroundConfig(**settings)
 
@@ -404,3 +405,17 @@ def test_push_behind_occluders_moves_points_along_their_own_ray_to_the_bound():
     torch.testing.assert_close(moved, torch.tensor([[0.625, 0.0, 2.5], [-1.0, 0.0, 2.0], [0.5, 0.0, 2.0]]))
     pixels, _ = project_points(moved[:1], viewmats[:1], Ks[:1])
     torch.testing.assert_close(pixels, project_points(points[:1], viewmats[:1], Ks[:1])[0])
+
+
+def test_centre_learning_rate_decays_to_the_final_fraction_by_the_last_step():
+    frames, masks, depth, cameras, _ = synthetic_clip([-0.15, -0.05, 0.05, 0.15],
+                                                      [(6, 22), (18, 34), (30, 46), (42, 58)])
+    decayed = fit_background(frames, masks, depth, cameras, small_config(iterations=21, lr_means_final=0.1),
+                             progress=False).history
+    constant = fit_background(frames, masks, depth, cameras, small_config(iterations=21), progress=False).history
+    assert [row["step"] for row in decayed] == [0, 10, 20]
+    first = decayed[0]["lr_means"]
+    assert first == pytest.approx(constant[0]["lr_means"])
+    assert decayed[1]["lr_means"] == pytest.approx(first * 0.1 ** 0.5)
+    assert decayed[2]["lr_means"] == pytest.approx(first * 0.1)
+    assert [row["lr_means"] for row in constant] == pytest.approx([first] * 3)
