@@ -30,9 +30,11 @@ def skinning_weights(points: torch.Tensor, control_points: torch.Tensor, radii: 
         ``(indices, weights)``: (N, k) long and (N, k) weights summing to 1 per point.
     """
     k = min(k, control_points.shape[0])
-    dist2 = torch.cdist(points, control_points).square()
-    _, indices = torch.topk(dist2.detach(), k, dim=1, largest=False)
-    dist2 = torch.gather(dist2, 1, indices)
+    # The (N, M) distances only choose the neighbours; the gradient flows through the (N, k) chosen ones, so
+    # backward does not touch an N x M matrix (most of a fit step's skinning cost otherwise).
+    with torch.no_grad():
+        _, indices = torch.topk(torch.cdist(points, control_points), k, dim=1, largest=False)
+    dist2 = (points[:, None, :] - control_points[indices]).square().sum(dim=-1)
     logits = -dist2 / (2.0 * radii[indices].square())
     return indices, torch.softmax(logits, dim=1)
 

@@ -48,6 +48,25 @@ def test_skinning_weights_sum_to_one_and_prefer_nearest():
     assert indices[0, 0] == 0 and indices[1, 0] == 1 and weights[0, 0] > 0.8
 
 
+def test_skinning_weights_match_a_dense_formula_in_value_and_gradient():
+    torch.manual_seed(0)
+    points = torch.randn(30, 3, dtype=torch.float64, requires_grad=True)
+    controls = torch.randn(10, 3, dtype=torch.float64, requires_grad=True)
+    radii = torch.rand(10, dtype=torch.float64).add(0.5).requires_grad_()
+    indices, weights = skinning_weights(points, controls, radii, k=3)
+    # The reference: all N x M RBF logits, the k nearest kept by masking the others to -inf before the softmax.
+    dist2 = ((points[:, None] - controls[None]) ** 2).sum(-1)
+    logits = -dist2 / (2 * radii[None] ** 2)
+    nearest = torch.zeros_like(dist2, dtype=torch.bool).scatter(1, dist2.detach().topk(3, largest=False).indices, True)
+    dense = torch.softmax(logits.masked_fill(~nearest, float("-inf")), dim=1)
+    assert torch.allclose(weights, dense.gather(1, indices), atol=1e-12)
+    probe = torch.randn(30, 3, dtype=torch.float64)
+    grads = torch.autograd.grad((weights * probe).sum(), (points, controls, radii))
+    reference = torch.autograd.grad((dense.gather(1, indices) * probe).sum(), (points, controls, radii))
+    for grad, ref in zip(grads, reference):
+        assert ref.abs().max() > 1e-3 and torch.allclose(grad, ref, atol=1e-10)
+
+
 def test_zero_deformation_is_identity_and_shared_rigid_motion_is_rigid():
     torch.manual_seed(0)
     points = torch.randn(50, 3, dtype=torch.float64)
